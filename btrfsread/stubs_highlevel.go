@@ -4,26 +4,6 @@ package btrfsread
 // file data). Each stub is replaced by a real implementation in its own file
 // and deleted from here.
 
-// ParseInodeItem decodes an INODE_ITEM body.
-func ParseInodeItem(b []byte) (InodeItem, error) { panic("unimplemented") }
-
-// ParseInodeRefs decodes an INODE_REF (parent = key.Offset) or INODE_EXTREF
-// item into its names, validating each name.
-func ParseInodeRefs(k Key, b []byte) ([]InodeRef, error) { panic("unimplemented") }
-
-// ParseDirItems decodes a DIR_ITEM, DIR_INDEX or XATTR_ITEM body (several
-// entries may share one item). Names of non-xattr entries are validated.
-func ParseDirItems(k Key, b []byte) ([]DirItem, error) { panic("unimplemented") }
-
-// ParseFileExtent decodes an EXTENT_DATA body.
-func ParseFileExtent(b []byte) (FileExtent, error) { panic("unimplemented") }
-
-// ParseRootItem decodes a ROOT_ITEM body.
-func ParseRootItem(b []byte) (RootItem, error) { panic("unimplemented") }
-
-// ParseRootRef decodes a ROOT_REF or ROOT_BACKREF body.
-func ParseRootRef(b []byte) (RootRef, error) { panic("unimplemented") }
-
 // Tree returns the tree with the given root id, found through its ROOT_ITEM.
 func (fs *FS) Tree(id uint64) (Tree, error) { panic("unimplemented") }
 
