@@ -1,0 +1,303 @@
+package btrfsread
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"sort"
+)
+
+// Block group profile bits of a chunk's type (FORMAT.md §4.6).
+const (
+	bgRAID0    = 1 << 3
+	bgRAID1    = 1 << 4
+	bgDUP      = 1 << 5
+	bgRAID10   = 1 << 6
+	bgRAID5    = 1 << 7
+	bgRAID6    = 1 << 8
+	bgRAID1C3  = 1 << 9
+	bgRAID1C4  = 1 << 10
+	bgRemapped = 1 << 11
+
+	bgProfileMask = bgRAID0 | bgRAID1 | bgDUP | bgRAID10 | bgRAID5 | bgRAID6 | bgRAID1C3 | bgRAID1C4
+)
+
+const (
+	chunkItemSize  = 48 // btrfs_chunk without its stripes
+	chunkStripeLen = 32 // btrfs_stripe: devid, offset, dev_uuid
+	diskKeySize    = 17
+)
+
+// stripe is one device extent of a chunk.
+type stripe struct {
+	devid   uint64
+	offset  uint64 // physical
+	devUUID UUID
+	dev     *member // resolved when the filesystem is assembled
+}
+
+// chunk maps [logical, logical+length) onto its stripes.
+type chunk struct {
+	logical    uint64
+	length     uint64
+	stripeLen  uint64
+	typ        uint64
+	subStripes int
+	stripes    []stripe
+}
+
+func (c *chunk) end() uint64 { return c.logical + c.length }
+
+// profile returns the profile bit of the chunk (0 for SINGLE).
+func (c *chunk) profile() uint64 { return c.typ & bgProfileMask }
+
+// dataStripes is the number of data stripes per row of a RAID5/6 chunk.
+func (c *chunk) dataStripes() int {
+	switch c.profile() {
+	case bgRAID5:
+		return len(c.stripes) - 1
+	case bgRAID6:
+		return len(c.stripes) - 2
+	}
+	return len(c.stripes)
+}
+
+// copies is how many independent reads can produce a block of the chunk.
+// For RAID5/6 the second "copy" is a rebuild of the data stripe from the
+// other data stripes and P.
+func (c *chunk) copies() int {
+	switch c.profile() {
+	case bgDUP, bgRAID1, bgRAID1C3, bgRAID1C4:
+		return len(c.stripes)
+	case bgRAID10:
+		return c.subStripes
+	case bgRAID5, bgRAID6:
+		return 2
+	}
+	return 1
+}
+
+// parseChunk decodes a CHUNK_ITEM body for the chunk starting at logical and
+// returns it with the number of bytes it used.
+func parseChunk(logical uint64, b []byte) (chunk, int, error) {
+	bad := func(format string, args ...any) (chunk, int, error) {
+		return chunk{}, 0, &CorruptError{Logical: logical, Reason: "chunk item: " + fmt.Sprintf(format, args...)}
+	}
+	le := binary.LittleEndian
+	if len(b) < chunkItemSize {
+		return bad("%d bytes, too short", len(b))
+	}
+	c := chunk{
+		logical:    logical,
+		length:     le.Uint64(b[0:]),
+		stripeLen:  le.Uint64(b[16:]),
+		typ:        le.Uint64(b[24:]),
+		subStripes: int(le.Uint16(b[46:])),
+	}
+	n := int(le.Uint16(b[44:]))
+	size := chunkItemSize + n*chunkStripeLen
+	switch {
+	case n == 0:
+		return bad("no stripes")
+	case len(b) < size:
+		return bad("%d stripes need %d bytes, have %d", n, size, len(b))
+	case c.length == 0 || c.logical+c.length < c.logical:
+		return bad("invalid length %d", c.length)
+	case bits.OnesCount64(c.stripeLen) != 1 || c.stripeLen < 4096 || c.stripeLen > 1<<30:
+		return bad("invalid stripe length %d", c.stripeLen)
+	case c.typ&bgRemapped != 0:
+		return chunk{}, 0, sentinelf(ErrUnsupported, "chunk at logical 0x%x is remapped (remap-tree), which sendfs cannot read", logical)
+	case bits.OnesCount64(c.typ&bgProfileMask) > 1:
+		return bad("several profiles in type 0x%x", c.typ)
+	}
+	c.stripes = make([]stripe, n)
+	for i := range c.stripes {
+		s := b[chunkItemSize+i*chunkStripeLen:]
+		c.stripes[i].devid = le.Uint64(s[0:])
+		c.stripes[i].offset = le.Uint64(s[8:])
+		copy(c.stripes[i].devUUID[:], s[16:32])
+	}
+	if need, ok := minStripes[c.profile()]; ok && n < need || !c.stripeCountFits(n) {
+		return bad("%d stripes (sub_stripes %d) impossible for type 0x%x", n, c.subStripes, c.typ)
+	}
+	return c, size, nil
+}
+
+// minStripes is the least number of stripes each profile needs.
+var minStripes = map[uint64]int{
+	bgRAID0: 1, bgRAID1: 2, bgDUP: 2, bgRAID10: 2, bgRAID5: 2, bgRAID6: 3, bgRAID1C3: 3, bgRAID1C4: 4,
+}
+
+func (c *chunk) stripeCountFits(n int) bool {
+	switch c.profile() {
+	case 0:
+		return n == 1
+	case bgDUP:
+		return n == 2
+	case bgRAID10:
+		return c.subStripes >= 2 && n%c.subStripes == 0
+	}
+	return true
+}
+
+// parseSysChunkArray decodes the superblock's bootstrap SYSTEM chunks.
+func parseSysChunkArray(b []byte) ([]chunk, error) {
+	var out []chunk
+	for len(b) > 0 {
+		if len(b) < diskKeySize {
+			return nil, &CorruptError{Reason: "sys_chunk_array: truncated key"}
+		}
+		k := parseDiskKey(b)
+		if k.Type != ChunkItemKey {
+			return nil, &CorruptError{Reason: "sys_chunk_array: unexpected key " + k.String()}
+		}
+		c, n, err := parseChunk(k.Offset, b[diskKeySize:])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+		b = b[diskKeySize+n:]
+	}
+	return out, nil
+}
+
+// chunkMap is the logical address space: chunks sorted by logical start,
+// not overlapping. It is immutable once built.
+type chunkMap []chunk
+
+func newChunkMap(chunks []chunk) (chunkMap, error) {
+	m := chunkMap(chunks)
+	sort.Slice(m, func(i, j int) bool { return m[i].logical < m[j].logical })
+	for i := 1; i < len(m); i++ {
+		if m[i].logical < m[i-1].end() {
+			return nil, &CorruptError{Logical: m[i].logical, Reason: "overlapping chunks"}
+		}
+	}
+	return m, nil
+}
+
+// find returns the chunk holding logical, or nil.
+func (m chunkMap) find(logical uint64) *chunk {
+	i := sort.Search(len(m), func(i int) bool { return m[i].end() > logical })
+	if i < len(m) && m[i].logical <= logical {
+		return &m[i]
+	}
+	return nil
+}
+
+// place is one physical piece of a logical read.
+type place struct {
+	s        *stripe
+	physical uint64
+}
+
+// locate maps a read at off (relative to the chunk start) from copy mirror
+// to its physical place and the number of bytes that place holds
+// contiguously (up to max). For RAID5/6, mirror 1 is served by rebuild.
+func (c *chunk) locate(off uint64, max uint64, mirror int) (place, uint64) {
+	L := c.stripeLen
+	nr, so := off/L, off%L
+	untilStripeEnd := min(max, L-so)
+	n := uint64(len(c.stripes))
+	switch c.profile() {
+	case 0:
+		return place{&c.stripes[0], c.stripes[0].offset + off}, max
+	case bgDUP, bgRAID1, bgRAID1C3, bgRAID1C4:
+		s := &c.stripes[mirror]
+		return place{s, s.offset + off}, max
+	case bgRAID0:
+		s := &c.stripes[nr%n]
+		return place{s, s.offset + nr/n*L + so}, untilStripeEnd
+	case bgRAID10:
+		sub := uint64(c.subStripes)
+		factor := n / sub
+		s := &c.stripes[nr%factor*sub+uint64(mirror)]
+		return place{s, s.offset + nr/factor*L + so}, untilStripeEnd
+	default: // RAID5, RAID6: data stripe j of row r sits on device (j+r) % n
+		d := uint64(c.dataStripes())
+		row := nr / d
+		s := &c.stripes[(row+nr%d)%n]
+		return place{s, s.offset + row*L + so}, untilStripeEnd
+	}
+}
+
+// readLogical reads len(p) bytes at logical address from copy number mirror
+// (0 <= mirror < copies), splitting at stripe boundaries. It does no checksum
+// verification.
+func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
+	for len(p) > 0 {
+		c := fs.chunks.find(logical)
+		if c == nil {
+			return &CorruptError{Logical: logical, Reason: "logical address not mapped by any chunk"}
+		}
+		if mirror < 0 || mirror >= c.copies() {
+			return fmt.Errorf("logical 0x%x: copy %d of %d does not exist", logical, mirror, c.copies())
+		}
+		max := min(uint64(len(p)), c.end()-logical)
+		var n uint64
+		var err error
+		if mirror == 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
+			n, err = fs.rebuildRAID56(c, p[:max], logical-c.logical)
+		} else {
+			var pl place
+			pl, n = c.locate(logical-c.logical, max, mirror)
+			err = fs.readPhysical(pl, p[:n])
+		}
+		if err != nil {
+			return fmt.Errorf("logical 0x%x: %w", logical, err)
+		}
+		p = p[n:]
+		logical += n
+	}
+	return nil
+}
+
+// readPhysical reads p at a physical place, reporting a read beyond the end
+// of the device as a truncated image.
+func (fs *FS) readPhysical(pl place, p []byte) error {
+	dev := pl.s.dev
+	if pl.physical > uint64(dev.Size) || uint64(len(p)) > uint64(dev.Size)-pl.physical {
+		return truncatedf(dev.Name, "needs bytes up to %d, device has %d", pl.physical+uint64(len(p)), dev.Size)
+	}
+	if _, err := dev.R.ReadAt(p, int64(pl.physical)); err != nil {
+		return fmt.Errorf("%s: read at physical %d: %w", dev.Name, pl.physical, err)
+	}
+	return nil
+}
+
+// rebuildRAID56 reconstructs the data stripe holding off from the other
+// data stripes of its row and the P stripe (XOR), as if that stripe were
+// lost. It returns how many bytes of p it filled (up to the stripe end).
+func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64) (uint64, error) {
+	L := c.stripeLen
+	nr, so := off/L, off%L
+	d := uint64(c.dataStripes())
+	n := uint64(len(c.stripes))
+	row, lost := nr/d, nr%d
+	p = p[:min(uint64(len(p)), L-so)]
+	clear(p)
+	tmp := make([]byte, len(p))
+	for j := uint64(0); j <= d; j++ { // data stripes 0..d-1 and P (j == d)
+		if j == lost {
+			continue
+		}
+		s := &c.stripes[(row+j)%n]
+		if err := fs.readPhysical(place{s, s.offset + row*L + so}, tmp); err != nil {
+			return 0, err
+		}
+		for i := range p {
+			p[i] ^= tmp[i]
+		}
+	}
+	return uint64(len(p)), nil
+}
+
+// copies returns how many copies of the block at logical exist (1 for
+// SINGLE/RAID0, 2 for DUP/RAID1, ...).
+func (fs *FS) copies(logical uint64) (int, error) {
+	c := fs.chunks.find(logical)
+	if c == nil {
+		return 0, &CorruptError{Logical: logical, Reason: "logical address not mapped by any chunk"}
+	}
+	return c.copies(), nil
+}

@@ -1,0 +1,280 @@
+package btrfsread
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"strings"
+)
+
+// Superblock layout (FORMAT.md §4.1).
+const (
+	superSize         = 4096
+	superCsumEnd      = 0x20 // the checksum covers [superCsumEnd, superSize)
+	superMagic        = "_BHRfS_M"
+	devItemSize       = 98
+	sysChunkArrayMax  = 2048
+	superOffDevItem   = 0xc9
+	superOffLabel     = 0x12b
+	superOffMetaUUID  = 0x23b
+	superOffSysChunks = 0x32b
+	maxTreeLevel      = 8 // BTRFS_MAX_LEVEL: levels are 0..7
+)
+
+// superOffsets are the physical offsets of the superblock copies.
+var superOffsets = []int64{64 << 10, 64 << 20, 256 << 30}
+
+// Incompat feature bits.
+const (
+	incompatMixedBackref   = 1 << 0
+	incompatDefaultSubvol  = 1 << 1
+	incompatMixedGroups    = 1 << 2
+	incompatCompressLZO    = 1 << 3
+	incompatCompressZstd   = 1 << 4
+	incompatBigMetadata    = 1 << 5
+	incompatExtendedIref   = 1 << 6
+	incompatRAID56         = 1 << 7
+	incompatSkinnyMetadata = 1 << 8
+	incompatNoHoles        = 1 << 9
+	incompatMetadataUUID   = 1 << 10
+	incompatRAID1C34       = 1 << 11
+	incompatZoned          = 1 << 12
+	incompatExtentTreeV2   = 1 << 13
+	incompatRaidStripeTree = 1 << 14
+	incompatSimpleQuota    = 1 << 16
+	incompatRemapTree      = 1 << 17
+
+	incompatSupported = incompatMixedBackref | incompatDefaultSubvol |
+		incompatMixedGroups | incompatCompressLZO | incompatCompressZstd |
+		incompatBigMetadata | incompatExtendedIref | incompatRAID56 |
+		incompatSkinnyMetadata | incompatNoHoles | incompatMetadataUUID |
+		incompatRAID1C34 | incompatSimpleQuota
+)
+
+// incompatNames names the incompat bits as btrfs-progs does.
+var incompatNames = map[uint64]string{
+	incompatMixedBackref:   "mixed-backref",
+	incompatDefaultSubvol:  "default-subvol",
+	incompatMixedGroups:    "mixed-groups",
+	incompatCompressLZO:    "compress-lzo",
+	incompatCompressZstd:   "compress-zstd",
+	incompatBigMetadata:    "big-metadata",
+	incompatExtendedIref:   "extended-iref",
+	incompatRAID56:         "raid56",
+	incompatSkinnyMetadata: "skinny-metadata",
+	incompatNoHoles:        "no-holes",
+	incompatMetadataUUID:   "metadata-uuid",
+	incompatRAID1C34:       "raid1c34",
+	incompatZoned:          "zoned",
+	incompatExtentTreeV2:   "extent-tree-v2",
+	incompatRaidStripeTree: "raid-stripe-tree",
+	incompatSimpleQuota:    "simple-quota",
+	incompatRemapTree:      "remap-tree",
+}
+
+// superFlagsRefused are superblock flags that mean the image is not a plain
+// readable filesystem: a seed device, a btrfs-image dump without data, or an
+// interrupted btrfstune conversion.
+var superFlagsRefused = []struct {
+	bit  uint64
+	name string
+}{
+	{1 << 32, "seeding"},
+	{1 << 33, "metadump"},
+	{1 << 34, "metadump-v2"},
+	{1 << 35, "changing-fsid"},
+	{1 << 36, "changing-fsid-v2"},
+	{1 << 38, "changing-block-group-tree"},
+	{1 << 39, "changing-data-csum"},
+	{1 << 40, "changing-metadata-csum"},
+}
+
+// devItem is the part of a btrfs_dev_item the reader needs.
+type devItem struct {
+	devid      uint64
+	totalBytes uint64
+	uuid       UUID
+	fsid       UUID
+}
+
+func parseDevItem(b []byte) devItem {
+	var d devItem
+	d.devid = binary.LittleEndian.Uint64(b[0:])
+	d.totalBytes = binary.LittleEndian.Uint64(b[8:])
+	copy(d.uuid[:], b[66:82])
+	copy(d.fsid[:], b[82:98])
+	return d
+}
+
+// superblock is a decoded, checksum-verified superblock copy.
+type superblock struct {
+	fsid                UUID
+	metadataUUID        UUID // equals fsid unless METADATA_UUID is set
+	bytenr              uint64
+	flags               uint64
+	generation          uint64
+	root                uint64
+	chunkRoot           uint64
+	totalBytes          uint64
+	bytesUsed           uint64
+	numDevices          uint64
+	sectorSize          uint32
+	nodeSize            uint32
+	chunkRootGeneration uint64
+	compatRO            uint64
+	incompat            uint64
+	csumType            uint16
+	rootLevel           uint8
+	chunkRootLevel      uint8
+	dev                 devItem
+	label               string
+	sysChunkArray       []byte
+	csum                csumAlgo
+}
+
+// errNoMagic marks a superblock copy without the btrfs magic.
+var errNoMagic = errors.New("no btrfs magic")
+
+// parseSuperblock decodes and verifies one superblock copy read at physical
+// offset at. It checks the magic, the checksum, the bytenr and the sanity of
+// the sizes; it does not judge feature flags.
+func parseSuperblock(b []byte, at uint64) (*superblock, error) {
+	if len(b) != superSize {
+		return nil, fmt.Errorf("superblock is %d bytes, want %d", len(b), superSize)
+	}
+	le := binary.LittleEndian
+	if string(b[0x40:0x48]) != superMagic {
+		return nil, errNoMagic
+	}
+	sb := &superblock{csumType: le.Uint16(b[0xc4:])}
+	algo, err := csumAlgoFor(sb.csumType)
+	if err != nil {
+		return nil, err
+	}
+	sb.csum = algo
+	if !bytes.Equal(algo.sum(b[superCsumEnd:]), b[:algo.size]) {
+		return nil, &CorruptError{Reason: fmt.Sprintf("superblock at physical 0x%x: %s checksum mismatch", at, algo.name)}
+	}
+	copy(sb.fsid[:], b[0x20:0x30])
+	sb.bytenr = le.Uint64(b[0x30:])
+	sb.flags = le.Uint64(b[0x38:])
+	sb.generation = le.Uint64(b[0x48:])
+	sb.root = le.Uint64(b[0x50:])
+	sb.chunkRoot = le.Uint64(b[0x58:])
+	sb.totalBytes = le.Uint64(b[0x70:])
+	sb.bytesUsed = le.Uint64(b[0x78:])
+	sb.numDevices = le.Uint64(b[0x88:])
+	sb.sectorSize = le.Uint32(b[0x90:])
+	sb.nodeSize = le.Uint32(b[0x94:])
+	sysSize := le.Uint32(b[0xa0:])
+	sb.chunkRootGeneration = le.Uint64(b[0xa4:])
+	sb.compatRO = le.Uint64(b[0xb4:])
+	sb.incompat = le.Uint64(b[0xbc:])
+	sb.rootLevel = b[0xc6]
+	sb.chunkRootLevel = b[0xc7]
+	sb.dev = parseDevItem(b[superOffDevItem : superOffDevItem+devItemSize])
+	label := b[superOffLabel : superOffLabel+256]
+	if i := bytes.IndexByte(label, 0); i >= 0 {
+		label = label[:i]
+	}
+	sb.label = string(label)
+	sb.metadataUUID = sb.fsid
+	if sb.incompat&incompatMetadataUUID != 0 {
+		copy(sb.metadataUUID[:], b[superOffMetaUUID:superOffMetaUUID+16])
+	}
+	if sysSize > sysChunkArrayMax {
+		return nil, sb.corrupt(at, "sys_chunk_array_size %d exceeds %d", sysSize, sysChunkArrayMax)
+	}
+	sb.sysChunkArray = append([]byte(nil), b[superOffSysChunks:superOffSysChunks+int(sysSize)]...)
+	if sb.bytenr != at {
+		return nil, sb.corrupt(at, "bytenr 0x%x does not match its location", sb.bytenr)
+	}
+	return sb, sb.checkSanity(at)
+}
+
+func (sb *superblock) corrupt(at uint64, format string, args ...any) error {
+	return &CorruptError{Reason: fmt.Sprintf("superblock at physical 0x%x: ", at) + fmt.Sprintf(format, args...)}
+}
+
+// checkSanity applies the size checks of btrfs-progs' btrfs_check_super.
+func (sb *superblock) checkSanity(at uint64) error {
+	isPow2 := func(v uint32) bool { return bits.OnesCount32(v) == 1 }
+	switch {
+	case !isPow2(sb.sectorSize) || sb.sectorSize < 4096 || sb.sectorSize > 65536:
+		return sb.corrupt(at, "invalid sectorsize %d", sb.sectorSize)
+	case !isPow2(sb.nodeSize) || sb.nodeSize < sb.sectorSize || sb.nodeSize > 65536:
+		return sb.corrupt(at, "invalid nodesize %d", sb.nodeSize)
+	case sb.rootLevel >= maxTreeLevel:
+		return sb.corrupt(at, "invalid root level %d", sb.rootLevel)
+	case sb.chunkRootLevel >= maxTreeLevel:
+		return sb.corrupt(at, "invalid chunk root level %d", sb.chunkRootLevel)
+	case sb.root%uint64(sb.sectorSize) != 0 || sb.chunkRoot%uint64(sb.sectorSize) != 0:
+		return sb.corrupt(at, "root 0x%x or chunk root 0x%x not sector aligned", sb.root, sb.chunkRoot)
+	case sb.numDevices == 0:
+		return sb.corrupt(at, "num_devices is 0")
+	case sb.dev.fsid != sb.metadataUUID:
+		return sb.corrupt(at, "dev_item fsid does not match the filesystem")
+	}
+	return nil
+}
+
+// checkFeatures refuses what a read-only reader cannot handle, naming it.
+func (sb *superblock) checkFeatures() error {
+	if bad := sb.incompat &^ incompatSupported; bad != 0 {
+		bit := bad & -bad
+		name, ok := incompatNames[bit]
+		if !ok {
+			name = fmt.Sprintf("unknown bit %d (0x%x)", bits.TrailingZeros64(bit), bit)
+		}
+		return sentinelf(ErrUnsupported, "filesystem uses incompat feature %s, which sendfs cannot read", name)
+	}
+	var refused []string
+	for _, f := range superFlagsRefused {
+		if sb.flags&f.bit != 0 {
+			refused = append(refused, f.name)
+		}
+	}
+	if len(refused) > 0 {
+		return sentinelf(ErrUnsupported, "filesystem has superblock flag %s set, which sendfs cannot read", strings.Join(refused, ", "))
+	}
+	return nil
+}
+
+// readSuperblock reads every superblock copy inside dev and returns the
+// valid one with the highest generation.
+func readSuperblock(dev Device) (*superblock, error) {
+	var best *superblock
+	var firstErr error
+	buf := make([]byte, superSize)
+	for _, off := range superOffsets {
+		if off+superSize > dev.Size {
+			break
+		}
+		if _, err := dev.R.ReadAt(buf, off); err != nil {
+			return nil, fmt.Errorf("%s: reading superblock at %d: %w", dev.Name, off, err)
+		}
+		sb, err := parseSuperblock(buf, uint64(off))
+		if err != nil {
+			if firstErr == nil || errors.Is(firstErr, errNoMagic) {
+				firstErr = err
+			}
+			continue
+		}
+		if best == nil || sb.generation > best.generation {
+			best = sb
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	if errors.Is(firstErr, ErrUnsupported) {
+		return nil, fmt.Errorf("%s: %w", dev.Name, firstErr)
+	}
+	msg := fmt.Sprintf("%s is not a btrfs filesystem (no valid superblock", dev.Name)
+	if firstErr != nil && !errors.Is(firstErr, errNoMagic) {
+		msg += ": " + firstErr.Error()
+	}
+	return nil, sentinelf(ErrNotBtrfs, "%s)", msg)
+}
