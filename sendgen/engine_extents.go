@@ -1,0 +1,274 @@
+package sendgen
+
+import (
+	"sendfs/btrfsread"
+)
+
+// maxWriteV1 is the file data per WRITE in protocol 1: the kernel's 64 KiB
+// send buffer less 16 KiB for the command's other attributes.
+const maxWriteV1 = 48 << 10
+
+// extentEnd is the file offset just past the extent at key offset off.
+// Inline extents count to the next sector boundary, as in the kernel.
+func (s *sendCtx) extentEnd(off uint64, fe *btrfsread.FileExtent) uint64 {
+	if fe.Type == btrfsread.ExtentInline {
+		return alignUp(off+fe.RamBytes, s.sectorSize)
+	}
+	return off + fe.NumBytes
+}
+
+func alignUp(v, a uint64) uint64 { return (v + a - 1) / a * a }
+
+// changedExtent handles a new or changed extent item of the current inode.
+func (s *sendCtx) changedExtent(c btrfsread.Change) error {
+	if s.curNewGen || s.curDeleted || c.Kind == btrfsread.Deleted {
+		return nil
+	}
+	fe, err := btrfsread.ParseFileExtent(c.Left)
+	if err != nil {
+		return err
+	}
+	return s.processExtent(c.Key.Offset, &fe)
+}
+
+// processAllExtents sends every extent of the current inode, as new.
+func (s *sendCtx) processAllExtents() error {
+	return s.send.Extents(s.curIno, 0, func(off uint64, fe *btrfsread.FileExtent) error {
+		return s.processExtent(off, fe)
+	})
+}
+
+// processExtent sends the data of one extent item at file offset off, unless
+// it is unchanged from the parent, and any hole before it.
+func (s *sendCtx) processExtent(off uint64, fe *btrfsread.FileExtent) error {
+	if isSymlink(s.curMode) {
+		return nil
+	}
+	key := btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.ExtentDataKey, Offset: off}
+	if s.parent != nil && !s.curNew {
+		same, err := s.isExtentUnchanged(off, fe)
+		if err != nil {
+			return err
+		}
+		if same {
+			return s.maybeSendHole(key, fe)
+		}
+	} else if fe.Type == btrfsread.ExtentPrealloc || (fe.Type == btrfsread.ExtentReg && fe.DiskBytenr == 0) {
+		// New inode: prealloc and holes are simply not written.
+		return nil
+	}
+	if err := s.sendWriteOrClone(off, fe); err != nil {
+		return err
+	}
+	return s.maybeSendHole(key, fe)
+}
+
+// sendWriteOrClone sends the extent's data up to i_size.
+func (s *sendCtx) sendWriteOrClone(off uint64, fe *btrfsread.FileExtent) error {
+	end := min(s.extentEnd(off, fe), s.curSize)
+	if off >= end {
+		return nil
+	}
+	if err := s.sendExtentData(off, fe, off, end-off); err != nil {
+		return err
+	}
+	s.curNextWriteOffset = end
+	return nil
+}
+
+// sendExtentData sends [offset, offset+length) of the file, whose data lies
+// in extent fe at key offset extOff, as WRITE commands.
+func (s *sendCtx) sendExtentData(extOff uint64, fe *btrfsread.FileExtent, offset, length uint64) error {
+	p, err := s.curPath(s.curIno, s.curGen)
+	if err != nil {
+		return err
+	}
+	for sent := uint64(0); sent < length; {
+		n := min(length-sent, maxWriteV1)
+		c := s.begin(CmdWrite)
+		c.Bytes(AttrPath, p)
+		c.U64(AttrFileOffset, offset+sent)
+		c.Data = &DataRef{
+			Subvol:     s.send,
+			Ino:        s.curIno,
+			FileOffset: offset + sent,
+			Extent:     *fe,
+			Offset:     offset + sent - extOff,
+			Len:        uint32(n),
+		}
+		if err := s.emit(); err != nil {
+			return err
+		}
+		sent += n
+	}
+	return nil
+}
+
+// sendHole writes zeros over [curLastExtent, end) of an existing file, up to
+// i_size (protocol 1 has no hole punching).
+func (s *sendCtx) sendHole(end uint64) error {
+	offset := s.curLastExtent
+	if offset >= s.curSize {
+		return nil
+	}
+	end = min(end, s.curSize)
+	p, err := s.curPath(s.curIno, s.curGen)
+	if err != nil {
+		return err
+	}
+	for offset < end {
+		n := min(end-offset, maxWriteV1)
+		c := s.begin(CmdWrite)
+		c.Bytes(AttrPath, p)
+		c.U64(AttrFileOffset, offset)
+		c.Data = &DataRef{Subvol: s.send, Ino: s.curIno, FileOffset: offset, Len: uint32(n), Zero: true}
+		if err := s.emit(); err != nil {
+			return err
+		}
+		offset += n
+	}
+	s.curNextWriteOffset = offset
+	return nil
+}
+
+// isExtentUnchanged reports whether the parent's extent items covering the
+// same file range point to the same data (same disk extent, offsets and
+// generation), so nothing needs to be sent. It follows the kernel's
+// is_extent_unchanged case by case.
+func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (bool, error) {
+	if left.Type != btrfsread.ExtentReg {
+		return false, nil
+	}
+	leftEnd := off + left.NumBytes
+	leftIsHole := left.DiskBytenr == 0
+	var result, first = false, true
+	var pos uint64 // end of the parent extents matched so far
+	err := s.parent.Extents(s.curIno, off, func(k uint64, right *btrfsread.FileExtent) error {
+		if first && k > off {
+			// Nothing in the parent covers off.
+			result = leftIsHole
+			first = false
+			return btrfsread.ErrStopWalk
+		}
+		if !first && k != pos {
+			return btrfsread.ErrStopWalk // a gap in the parent
+		}
+		if right.Type != btrfsread.ExtentReg && right.Type != btrfsread.ExtentInline {
+			return btrfsread.ErrStopWalk
+		}
+		rightLen := right.NumBytes
+		if right.Type == btrfsread.ExtentInline {
+			rightLen = alignUp(right.RamBytes, pageSize)
+		}
+		if first && k+rightLen <= off {
+			// The parent's last extent ends before ours: the file grew.
+			result = leftIsHole
+			first = false
+			return btrfsread.ErrStopWalk
+		}
+		first = false
+		if right.Type == btrfsread.ExtentInline {
+			return btrfsread.ErrStopWalk
+		}
+		leftOffset, rightOffset := left.Offset, right.Offset
+		if k < off {
+			rightOffset += off - k
+		} else {
+			leftOffset += k - off
+		}
+		if left.DiskBytenr != right.DiskBytenr || leftOffset != rightOffset || left.Generation != right.Generation {
+			return btrfsread.ErrStopWalk
+		}
+		pos = k + rightLen
+		if pos >= leftEnd {
+			result = true
+			return btrfsread.ErrStopWalk
+		}
+		return nil
+	})
+	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+		return false, err
+	}
+	if first {
+		// The parent has no extent at or after off for this inode.
+		return leftIsHole, nil
+	}
+	return result, nil
+}
+
+// pageSize is the kernel page size the kernel's send assumes for inline
+// extents in is_extent_unchanged.
+const pageSize = 4096
+
+// getLastExtent sets curLastExtent to the end of the last extent item of the
+// current inode at or before offset.
+func (s *sendCtx) getLastExtent(offset uint64) error {
+	s.curLastExtent = 0
+	it, err := s.send.Tree().SearchBefore(btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.ExtentDataKey, Offset: offset})
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if it.Key.ObjectID != s.curIno || it.Key.Type != btrfsread.ExtentDataKey {
+		return nil
+	}
+	fe, err := btrfsread.ParseFileExtent(it.Data)
+	if err != nil {
+		return err
+	}
+	s.curLastExtent = s.extentEnd(it.Key.Offset, &fe)
+	return nil
+}
+
+// rangeIsHoleInParent reports whether [start, end) of the current inode is a
+// hole (no extents, or explicit holes only) in the parent tree.
+func (s *sendCtx) rangeIsHoleInParent(start, end uint64) (bool, error) {
+	hole := true
+	err := s.parent.Extents(s.curIno, start, func(k uint64, fe *btrfsread.FileExtent) error {
+		if k >= end {
+			return btrfsread.ErrStopWalk
+		}
+		if s.extentEnd(k, fe) <= start {
+			return nil
+		}
+		if fe.Type == btrfsread.ExtentInline || fe.DiskBytenr != 0 {
+			hole = false
+			return btrfsread.ErrStopWalk
+		}
+		return nil
+	})
+	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+		return false, err
+	}
+	return hole, nil
+}
+
+// maybeSendHole sends the hole between the previous extent of an existing
+// file and this one, when the parent does not have the same hole.
+func (s *sendCtx) maybeSendHole(k btrfsread.Key, fe *btrfsread.FileExtent) error {
+	if s.curIno != k.ObjectID || !s.needSendHole() {
+		return nil
+	}
+	// Whole leaves of unchanged extents may have been skipped by the
+	// compare: recompute the last extent end whenever there is a gap.
+	if k.Offset > 0 && (s.curLastExtent == unknownOffset || s.curLastExtent < k.Offset) {
+		if err := s.getLastExtent(k.Offset - 1); err != nil {
+			return err
+		}
+	}
+	if s.curLastExtent != unknownOffset && s.curLastExtent < k.Offset {
+		hole, err := s.rangeIsHoleInParent(s.curLastExtent, k.Offset)
+		if err != nil {
+			return err
+		}
+		if !hole {
+			if err := s.sendHole(k.Offset); err != nil {
+				return err
+			}
+		}
+	}
+	s.curLastExtent = s.extentEnd(k.Offset, fe)
+	return nil
+}

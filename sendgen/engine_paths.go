@@ -1,0 +1,419 @@
+package sendgen
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+
+	"sendfs/btrfsread"
+)
+
+// Where an inode stands at the receiver at the current point of the stream
+// (the kernel's inode_state).
+type inodeState int
+
+const (
+	stateNone inodeState = iota // exists in neither tree with that generation
+	stateNoChange
+	stateWillCreate
+	stateDidCreate
+	stateWillDelete
+	stateDidDelete
+)
+
+// inodeInfo returns ino's inode item in root, with ok false when it does not
+// exist there.
+func (s *sendCtx) inodeInfo(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
+	if root == nil {
+		return btrfsread.InodeItem{}, false, nil
+	}
+	ii, err := root.Inode(ino)
+	if notFound(err) {
+		return btrfsread.InodeItem{}, false, nil
+	}
+	if err != nil {
+		return ii, false, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, err)
+	}
+	return ii, true, nil
+}
+
+// inodeGen returns ino's generation in root; a missing inode is an error.
+func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
+	ii, ok, err := s.inodeInfo(root, ino)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, btrfsread.ErrNotFound)
+	}
+	return ii.Generation, nil
+}
+
+// curInodeState says whether (ino, gen) exists, will exist or did exist at
+// the receiver now. sendGen/parentGen are the generations found in each tree
+// (0 when absent or unlinked).
+func (s *sendCtx) curInodeState(ino, gen uint64) (st inodeState, sendGen, parentGen uint64, err error) {
+	left, lok, err := s.inodeInfo(s.send, ino)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	lok = lok && left.Nlink > 0
+	right, rok, err := s.inodeInfo(s.parent, ino)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	rok = rok && right.Nlink > 0
+	if lok {
+		sendGen = left.Generation
+	}
+	if rok {
+		parentGen = right.Generation
+	}
+	done := ino < s.sendProgress
+	created := func() inodeState {
+		if done {
+			return stateDidCreate
+		}
+		return stateWillCreate
+	}
+	deleted := func() inodeState {
+		if done {
+			return stateDidDelete
+		}
+		return stateWillDelete
+	}
+	switch {
+	case lok && rok:
+		switch {
+		case left.Generation == gen && right.Generation == gen:
+			return stateNoChange, sendGen, parentGen, nil
+		case left.Generation == gen:
+			return created(), sendGen, parentGen, nil
+		case right.Generation == gen:
+			return deleted(), sendGen, parentGen, nil
+		}
+	case lok:
+		if left.Generation == gen {
+			return created(), sendGen, parentGen, nil
+		}
+	case rok:
+		if right.Generation == gen {
+			return deleted(), sendGen, parentGen, nil
+		}
+	}
+	return stateNone, sendGen, parentGen, nil
+}
+
+// isInodeExistent reports whether (ino, gen) exists at the receiver now.
+func (s *sendCtx) isInodeExistent(ino, gen uint64) (exists bool, sendGen, parentGen uint64, err error) {
+	if ino == btrfsread.FirstFreeObjectID {
+		g1, _ := s.inodeGenOrZero(s.send, ino)
+		g2, _ := s.inodeGenOrZero(s.parent, ino)
+		return true, g1, g2, nil
+	}
+	st, sendGen, parentGen, err := s.curInodeState(ino, gen)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	return st == stateNoChange || st == stateDidCreate || st == stateWillDelete, sendGen, parentGen, nil
+}
+
+func (s *sendCtx) inodeGenOrZero(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
+	ii, ok, err := s.inodeInfo(root, ino)
+	if !ok || err != nil {
+		return 0, err
+	}
+	return ii.Generation, nil
+}
+
+// firstRef returns the first name of ino in root: its parent directory, that
+// directory's generation, and the name.
+func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (dir, dirGen uint64, name []byte, err error) {
+	refs, err := root.Refs(ino)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
+	}
+	if len(refs) == 0 {
+		return 0, 0, nil, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
+	}
+	dirGen, err = s.inodeGen(root, refs[0].Parent)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return refs[0].Parent, dirGen, refs[0].Name, nil
+}
+
+// lookupDirItemInode returns the inode behind name in dir of root; ok is false
+// when there is no such entry or it is a nested subvolume.
+func (s *sendCtx) lookupDirItemInode(root *btrfsread.Subvolume, dir uint64, name []byte) (uint64, bool, error) {
+	di, err := root.LookupName(dir, name)
+	if notFound(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if di.Location.Type == btrfsread.RootItemKey {
+		return 0, false, nil
+	}
+	return di.Location.ObjectID, true, nil
+}
+
+// orphanName is a name unique in the root directory of both trees:
+// o<ino>-<gen>-<idx>.
+func (s *sendCtx) orphanName(ino, gen uint64) ([]byte, error) {
+	for idx := uint64(0); ; idx++ {
+		name := []byte("o" + strconv.FormatUint(ino, 10) + "-" + strconv.FormatUint(gen, 10) + "-" + strconv.FormatUint(idx, 10))
+		taken := false
+		for _, root := range []*btrfsread.Subvolume{s.send, s.parent} {
+			if root == nil {
+				continue
+			}
+			_, err := root.LookupName(btrfsread.FirstFreeObjectID, name)
+			if err == nil {
+				taken = true
+				break
+			}
+			if !notFound(err) {
+				return nil, err
+			}
+		}
+		if !taken {
+			return name, nil
+		}
+	}
+}
+
+// willOverwriteRef reports whether the new name (dir, name) is taken in the
+// parent tree by an inode that has not been processed yet (or whose move is
+// pending), returning that inode.
+func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (who inoGen, whoMode uint64, ok bool, err error) {
+	if s.parent == nil {
+		return who, 0, false, nil
+	}
+	exists, _, parentDirGen, err := s.isInodeExistent(dir, dirGen)
+	if err != nil || !exists {
+		return who, 0, false, err
+	}
+	if dir != btrfsread.FirstFreeObjectID && parentDirGen != dirGen {
+		return who, 0, false, nil
+	}
+	other, found, err := s.lookupDirItemInode(s.parent, dir, name)
+	if err != nil || !found {
+		return who, 0, false, err
+	}
+	if _, waiting := s.waitingDirMoves[other]; other > s.sendProgress || waiting {
+		ii, ok, err := s.inodeInfo(s.parent, other)
+		if err != nil {
+			return who, 0, false, err
+		}
+		if !ok {
+			return who, 0, false, fmt.Errorf("directory entry %q of inode %d points to missing inode %d", name, dir, other)
+		}
+		return inoGen{other, ii.Generation}, uint64(ii.Mode), true, nil
+	}
+	return who, 0, false, nil
+}
+
+// didOverwriteRef reports whether the old name (dir, name) of ino was taken
+// over by an inode processed already, so ino now lives under its orphan name.
+func (s *sendCtx) didOverwriteRef(dir, dirGen, ino, gen uint64, name []byte) (bool, error) {
+	if s.parent == nil {
+		return false, nil
+	}
+	exists, sendDirGen, _, err := s.isInodeExistent(dir, dirGen)
+	if err != nil || !exists {
+		return false, err
+	}
+	if dir != btrfsread.FirstFreeObjectID && sendDirGen != dirGen {
+		return false, nil
+	}
+	ow, found, err := s.lookupDirItemInode(s.send, dir, name)
+	if err != nil || !found {
+		return false, err
+	}
+	var owGen uint64
+	if ow == ino {
+		if owGen, err = s.inodeGen(s.send, ow); err != nil {
+			return false, err
+		}
+		if owGen == gen {
+			return false, nil
+		}
+	}
+	if ow < s.sendProgress {
+		return true, nil
+	}
+	if ino != s.curIno && ow == s.curIno {
+		if owGen == 0 {
+			if owGen, err = s.inodeGen(s.send, ow); err != nil {
+				return false, err
+			}
+		}
+		if owGen == s.curGen {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// didOverwriteFirstRef: didOverwriteRef for ino's first name in the parent.
+func (s *sendCtx) didOverwriteFirstRef(ino, gen uint64) (bool, error) {
+	if s.parent == nil {
+		return false, nil
+	}
+	dir, dirGen, name, err := s.firstRef(s.parent, ino)
+	if err != nil {
+		return false, err
+	}
+	return s.didOverwriteRef(dir, dirGen, ino, gen, name)
+}
+
+// curNameAndParent returns ino's current name and parent at the receiver;
+// orphan is true when the name is an orphan name (the walk stops there).
+func (s *sendCtx) curNameAndParent(ino, gen uint64) (name []byte, parent, parentGen uint64, orphan bool, err error) {
+	exists, _, _, err := s.isInodeExistent(ino, gen)
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	if !exists {
+		name, err = s.orphanName(ino, gen)
+		return name, 0, 0, true, err
+	}
+	root := s.parent
+	if ino < s.sendProgress {
+		root = s.send
+	}
+	parent, parentGen, name, err = s.firstRef(root, ino)
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	over, err := s.didOverwriteRef(parent, parentGen, ino, gen, name)
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	if over {
+		name, err = s.orphanName(ino, gen)
+		return name, 0, 0, true, err
+	}
+	return name, parent, parentGen, false, nil
+}
+
+// maxPathDepth bounds path walks: a loop in corrupt metadata or an engine bug
+// must end in an error, not hang.
+const maxPathDepth = 4096
+
+func errDirLoop(ino uint64) error {
+	return fmt.Errorf("path of inode %d does not reach the subvolume root (directory loop)", ino)
+}
+
+// curPath returns the path of (ino, gen) as the receiver sees it at this
+// point of the stream (the kernel's get_cur_path).
+func (s *sendCtx) curPath(ino, gen uint64) ([]byte, error) {
+	var comps [][]byte
+	for depth := 0; ino != btrfsread.FirstFreeObjectID; depth++ {
+		if depth > maxPathDepth {
+			return nil, errDirLoop(ino)
+		}
+		if _, ok := s.orphanDirs[inoGen{ino, gen}]; ok {
+			name, err := s.orphanName(ino, gen)
+			if err != nil {
+				return nil, err
+			}
+			comps = append(comps, name)
+			break
+		}
+		var name []byte
+		var parent, parentGen uint64
+		stop := false
+		var err error
+		if wdm := s.waitingDirMoves[ino]; wdm != nil && wdm.orphanized {
+			name, err = s.orphanName(ino, gen)
+			stop = true
+		} else if wdm != nil {
+			parent, parentGen, name, err = s.firstRef(s.parent, ino)
+		} else {
+			name, parent, parentGen, stop, err = s.curNameAndParent(ino, gen)
+		}
+		if err != nil {
+			return nil, err
+		}
+		comps = append(comps, name)
+		if stop {
+			break
+		}
+		ino, gen = parent, parentGen
+	}
+	n := 0
+	for _, c := range comps {
+		n += len(c) + 1
+	}
+	p := make([]byte, 0, n)
+	for i := len(comps) - 1; i >= 0; i-- {
+		if len(p) > 0 {
+			p = append(p, '/')
+		}
+		p = append(p, comps[i]...)
+	}
+	return p, nil
+}
+
+// isFirstRef reports whether (dir, name) is ino's first name in root.
+func (s *sendCtx) isFirstRef(root *btrfsread.Subvolume, ino, dir uint64, name []byte) (bool, error) {
+	d, _, n, err := s.firstRef(root, ino)
+	if err != nil {
+		return false, err
+	}
+	return d == dir && bytes.Equal(n, name), nil
+}
+
+// checkInoInPath reports whether ino1 is ino2 or one of its ancestors (by
+// first refs) in root.
+func (s *sendCtx) checkInoInPath(root *btrfsread.Subvolume, ino1, gen1, ino2, gen2 uint64) (bool, error) {
+	if ino1 == ino2 {
+		return gen1 == gen2, nil
+	}
+	ino := ino2
+	for depth := 0; ino > btrfsread.FirstFreeObjectID; depth++ {
+		if depth > maxPathDepth {
+			return false, errDirLoop(ino2)
+		}
+		parent, parentGen, _, err := s.firstRef(root, ino)
+		if err != nil {
+			return false, err
+		}
+		if parent == ino1 {
+			return parentGen == gen1, nil
+		}
+		ino = parent
+	}
+	return false, nil
+}
+
+// isAncestor reports whether ino1 is an ancestor of ino2 in root through any
+// of ino2's names.
+func (s *sendCtx) isAncestor(root *btrfsread.Subvolume, ino1, gen1, ino2 uint64) (bool, error) {
+	refs, err := root.Refs(ino2)
+	if err != nil {
+		if notFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	var last uint64
+	for _, r := range refs {
+		if r.Parent == last {
+			continue
+		}
+		last = r.Parent
+		parentGen, err := s.inodeGen(root, r.Parent)
+		if err != nil {
+			return false, err
+		}
+		in, err := s.checkInoInPath(root, ino1, gen1, r.Parent, parentGen)
+		if err != nil || in {
+			return in, err
+		}
+	}
+	return false, nil
+}
