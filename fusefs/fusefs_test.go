@@ -1,0 +1,293 @@
+package fusefs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"sendfs/btrfsread"
+)
+
+// These tests mount the tree with generated stream bytes in place of
+// sendgen, to check the FUSE side alone; test/fuse_test.go checks the real
+// streams against btrfs receive.
+
+// fakeStream is size bytes of a sequence seeded by key. Reads overlapping
+// bad fail.
+type fakeStream struct {
+	key   string
+	size  int64
+	bad   [2]int64 // [from, to) that fails to read; empty when equal
+	sized *atomic.Int64
+}
+
+func (s *fakeStream) Size(context.Context) (int64, error) {
+	s.sized.Add(1)
+	return s.size, nil
+}
+func (s *fakeStream) CacheKey() string { return s.key }
+func (s *fakeStream) NewReader(context.Context) (io.ReaderAt, error) {
+	return s, nil
+}
+
+func (s *fakeStream) ReadAt(p []byte, off int64) (int, error) {
+	if off < s.bad[1] && off+int64(len(p)) > s.bad[0] {
+		return 0, errors.New("csum mismatch at logical 0x1234")
+	}
+	n := copy(p, fakeBytes(s.key, s.size)[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func fakeBytes(key string, size int64) []byte {
+	b := make([]byte, size)
+	r := rand.NewChaCha8([32]byte([]byte(fmt.Sprintf("%-32s", key))))
+	r.Read(b)
+	return b
+}
+
+func testSubvol(id uint64, path string, ro bool, u, parent byte) *btrfsread.Subvolume {
+	sv := &btrfsread.Subvolume{ID: id, Path: path}
+	if ro {
+		sv.Root.Flags = btrfsread.RootSubvolReadOnly
+	}
+	sv.Root.UUID[0] = u
+	sv.Root.ParentUUID[0] = parent
+	sv.Root.CTransid = id
+	sv.Root.OTime = btrfsread.Timespec{Sec: 1700000000 + id, Nsec: 5}
+	return sv
+}
+
+// testSubvols: data (writable) with snapshots a/1, a/2 of it, b of a/1,
+// and an unrelated c%.
+func testSubvols() []*btrfsread.Subvolume {
+	return []*btrfsread.Subvolume{
+		testSubvol(256, "data", false, 1, 0),
+		testSubvol(257, "a/1", true, 2, 1),
+		testSubvol(258, "a/2", true, 3, 1),
+		testSubvol(259, "b", true, 4, 2),
+		testSubvol(260, "c%", true, 5, 0),
+	}
+}
+
+type testMount struct {
+	dir   string
+	root  *Root
+	sized *atomic.Int64
+}
+
+func streamSize(child, parent *btrfsread.Subvolume) int64 {
+	if parent == nil {
+		return 3<<20 + int64(child.ID)
+	}
+	return 100_000 + int64(child.ID*1000+parent.ID)
+}
+
+func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("/dev/fuse missing: %v", err)
+		}
+		t.Skipf("needs /dev/fuse: %v", err)
+	}
+	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64)}
+	open := func(child, parent *btrfsread.Subvolume) (pairStream, error) {
+		key := fmt.Sprint(child.ID)
+		if parent != nil {
+			key += fmt.Sprint("-", parent.ID)
+		}
+		s := &fakeStream{key: key, size: streamSize(child, parent), sized: m.sized}
+		if child.ID == 260 && parent == nil {
+			s.bad = [2]int64{2 << 20, 2<<20 + 1}
+		}
+		return s, nil
+	}
+	m.root = newRoot(testSubvols(), Config{CacheDir: cacheDir, AllSubvolumes: all}, open)
+	server, err := Mount(m.dir, m.root, MountOptions{FsName: "test"})
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := Unmount(server, m.dir); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		server.Wait()
+		m.root.Close()
+	})
+	return m
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestNamespace(t *testing.T) {
+	m := mountTest(t, "", false)
+	check := func(dir string, want ...string) {
+		t.Helper()
+		if got := names(t, filepath.Join(m.dir, dir)); !slices.Equal(got, want) {
+			t.Errorf("ls %s = %q, want %q", dir, got, want)
+		}
+	}
+	check("", "by-id", "by-uuid", "snapshots")
+	check("snapshots", "a%2F1", "a%2F2", "b", "c%25")
+	check("snapshots/a%2F1", "from", "full.stream")
+	check("snapshots/a%2F1/from", "a%2F2.stream", "b.stream")
+	check("snapshots/b/from", "a%2F1.stream")
+	check("snapshots/c%25/from")
+	check("by-id", "257", "258", "259", "260")
+
+	target, err := os.Readlink(filepath.Join(m.dir, "by-id/259"))
+	if err != nil || target != "../snapshots/b" {
+		t.Errorf("readlink by-id/259 = %q, %v", target, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "by-uuid/04000000-0000-0000-0000-000000000000/full.stream")); err != nil {
+		t.Errorf("by-uuid: %v", err)
+	}
+	// Any served subvolume works as a parent by name, except itself.
+	if _, err := os.Stat(filepath.Join(m.dir, "snapshots/b/from/c%25.stream")); err != nil {
+		t.Errorf("unlisted parent: %v", err)
+	}
+	for _, bad := range []string{"snapshots/b/from/b.stream", "snapshots/b/from/data.stream", "snapshots/data", "by-id/0259", "snapshots/b/from/a%2F1"} {
+		if _, err := os.Stat(filepath.Join(m.dir, bad)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat %s: %v, want not exist", bad, err)
+		}
+	}
+}
+
+func TestAllSubvolumes(t *testing.T) {
+	m := mountTest(t, "", true)
+	if got, want := names(t, filepath.Join(m.dir, "snapshots/a%2F1/from")), []string{"a%2F2.stream", "b.stream", "data.stream"}; !slices.Equal(got, want) {
+		t.Errorf("from/ = %q, want %q", got, want)
+	}
+}
+
+func TestStreamFile(t *testing.T) {
+	m := mountTest(t, "", false)
+	path := filepath.Join(m.dir, "snapshots/a%2F2/from/a%2F1.stream")
+	sv := testSubvols()
+	want := fakeBytes("258-257", streamSize(sv[2], sv[1]))
+
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != int64(len(want)) || st.Nlink != 1 || st.Mode != syscall.S_IFREG|0o400 ||
+		st.Blocks != (st.Size+511)/512 || st.Mtim.Sec != 1700000258 || st.Uid != uint32(os.Getuid()) {
+		t.Errorf("stat = %+v", st)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read: %d bytes, %v; want %d bytes", len(got), err, len(want))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		off := rng.Int64N(int64(len(want)))
+		buf := make([]byte, rng.IntN(300_000))
+		n, err := f.ReadAt(buf, off)
+		if end := min(off+int64(len(buf)), int64(len(want))); !bytes.Equal(buf[:n], want[off:end]) || (err != nil && err != io.EOF) {
+			t.Fatalf("ReadAt(%d, %d) = %d, %v", len(buf), off, n, err)
+		}
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	m := mountTest(t, "", false)
+	file := filepath.Join(m.dir, "snapshots/b/full.stream")
+	for name, op := range map[string]func() error{
+		"open for write": func() error { f, err := os.OpenFile(file, os.O_WRONLY, 0); f.Close(); return err },
+		"truncate":       func() error { return os.Truncate(file, 0) },
+		"chmod":          func() error { return os.Chmod(file, 0o644) },
+		"create":         func() error { f, err := os.Create(filepath.Join(m.dir, "snapshots/b/x")); f.Close(); return err },
+		"mkdir":          func() error { return os.Mkdir(filepath.Join(m.dir, "snapshots/x"), 0o700) },
+		"remove":         func() error { return os.Remove(file) },
+		"rename":         func() error { return os.Rename(file, file+".x") },
+	} {
+		if err := op(); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v, want EROFS", name, err)
+		}
+	}
+}
+
+func TestReadErrorIsEIO(t *testing.T) {
+	m := mountTest(t, "", false)
+	_, err := os.ReadFile(filepath.Join(m.dir, "snapshots/c%25/full.stream"))
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of a failing stream: %v, want EIO", err)
+	}
+	if _, err := os.ReadFile(filepath.Join(m.dir, "snapshots/b/full.stream")); err != nil {
+		t.Errorf("other stream after a failure: %v", err)
+	}
+}
+
+func TestSizeCacheOnDisk(t *testing.T) {
+	cache := t.TempDir()
+	m := mountTest(t, cache, false)
+	path := "snapshots/b/full.stream"
+	if _, err := os.Stat(filepath.Join(m.dir, path)); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.sized.Load(); n != 1 {
+		t.Fatalf("%d size computations, want 1", n)
+	}
+	m2 := mountTest(t, cache, false)
+	st, err := os.Stat(filepath.Join(m2.dir, path))
+	if err != nil || st.Size() != streamSize(testSubvols()[3], nil) {
+		t.Fatalf("stat through a second mount: %v, %v", st, err)
+	}
+	if n := m2.sized.Load(); n != 0 {
+		t.Errorf("second mount computed %d sizes, want 0 (cached on disk)", n)
+	}
+}
+
+func TestWarm(t *testing.T) {
+	m := mountTest(t, "", false)
+	m.root.Warm(2)
+	// 4 full streams, a/1<->a/2, a/1<->b.
+	if n := m.sized.Load(); n != 8 {
+		t.Errorf("warm computed %d sizes, want 8", n)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "snapshots/b/from/a%2F1.stream")); err != nil || m.sized.Load() != 8 {
+		t.Errorf("lookup after warm: %v, %d computations", err, m.sized.Load())
+	}
+}
+
+func TestEscapeName(t *testing.T) {
+	for in, want := range map[string]string{"": "%2F", "a": "a", "a/b": "a%2Fb", "50%/x%2F": "50%25%2Fx%252F"} {
+		if got := escapeName(in); got != want {
+			t.Errorf("escapeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	if got := unescapeMountinfo(`/mnt/a\040b\134`); got != `/mnt/a b\` {
+		t.Errorf("got %q", got)
+	}
+}

@@ -1,0 +1,150 @@
+package fusefs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// sizeCache remembers stream lengths by cache key: in memory for the mount,
+// and in one small file per key under dir so that the next mount knows them
+// at once. Concurrent requests for one key share a single computation, which
+// runs under the cache's own context so that one interrupted caller does not
+// cancel the others.
+type sizeCache struct {
+	ctx context.Context // the mount's lifetime
+	dir string          // "" keeps sizes in memory only
+	log *slog.Logger
+
+	mu      sync.Mutex
+	known   map[string]int64
+	pending map[string]*sizeCall
+	diskErr bool // a disk write failed already (logged once)
+}
+
+type sizeCall struct {
+	done chan struct{}
+	size int64
+	err  error
+}
+
+func newSizeCache(ctx context.Context, dir string, log *slog.Logger) *sizeCache {
+	return &sizeCache{ctx: ctx, dir: dir, log: log, known: map[string]int64{}, pending: map[string]*sizeCall{}}
+}
+
+// size returns the length of s, computing it at most once per key.
+func (c *sizeCache) size(ctx context.Context, s pairStream) (int64, error) {
+	key := s.CacheKey()
+	c.mu.Lock()
+	if n, ok := c.known[key]; ok {
+		c.mu.Unlock()
+		return n, nil
+	}
+	call, running := c.pending[key]
+	if !running {
+		call = &sizeCall{done: make(chan struct{})}
+		c.pending[key] = call
+		go c.compute(key, s, call)
+	}
+	c.mu.Unlock()
+
+	select {
+	case <-call.done:
+		return call.size, call.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (c *sizeCache) compute(key string, s pairStream, call *sizeCall) {
+	n, ok := c.load(key)
+	if !ok {
+		n, call.err = s.Size(c.ctx)
+		if call.err == nil {
+			c.store(key, n)
+		}
+	}
+	call.size = n
+	c.mu.Lock()
+	if call.err == nil {
+		c.known[key] = n
+	}
+	delete(c.pending, key)
+	c.mu.Unlock()
+	close(call.done)
+}
+
+// File format: a header line, the key (so that a hash collision or a
+// foreign file is detected), the size.
+const sizeFileHeader = "sendfs stream size v1"
+
+func (c *sizeCache) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(c.dir, hex.EncodeToString(sum[:16]))
+}
+
+func (c *sizeCache) load(key string) (int64, bool) {
+	if c.dir == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile(c.path(key))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) != 4 || lines[0] != sizeFileHeader || lines[1] != key || lines[3] != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(lines[2], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// store writes the size atomically (temporary file, then rename); a cache
+// that cannot be written only costs recomputation, so it is logged once.
+func (c *sizeCache) store(key string, n int64) {
+	if c.dir == "" {
+		return
+	}
+	err := writeFileAtomic(c.path(key), fmt.Sprintf("%s\n%s\n%d\n", sizeFileHeader, key, n))
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	first := !c.diskErr
+	c.diskErr = true
+	c.mu.Unlock()
+	if first {
+		c.log.Warn("size cache not written; sizes are kept in memory only", "dir", c.dir, "err", err)
+	}
+}
+
+func writeFileAtomic(path, content string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}

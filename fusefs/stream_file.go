@@ -1,0 +1,130 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// streamFile is one send stream: full.stream or from/<parent>.stream. Its
+// size is known when the node is made (Lookup computes it), so every stat
+// reports the exact length before a byte is generated.
+type streamFile struct {
+	fs.Inode
+	r     *Root
+	ino   uint64
+	label string // path in the mount, for log lines
+	child *snapshot
+	s     pairStream
+	size  int64
+
+	mu        sync.Mutex
+	lastError string // the cause last logged, so a failing range logs once
+}
+
+// streamBlockSize is st_blksize: cat and friends read this much per call,
+// matching the 1 MiB FUSE requests.
+const streamBlockSize = 1 << 20
+
+// newStreamFile describes child's stream (incremental from parent unless
+// nil) and computes its size.
+func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node, syscall.Errno) {
+	p := pair{child: child, parent: parent}
+	f := &streamFile{r: r, ino: p.ino(), label: p.label(), child: child}
+	var err error
+	if f.s, err = r.openPair(p); err == nil {
+		f.size, err = r.sizes.size(ctx, f.s)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, syscall.EINTR
+		}
+		r.log.Error("stream size failed", "stream", f.label, "err", err)
+		return nil, syscall.EIO
+	}
+	return f, 0
+}
+
+func (f *streamFile) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino} }
+
+func (f *streamFile) fillAttr(out *fuse.Attr) {
+	out.Ino = f.ino
+	out.Mode = fuse.S_IFREG | 0o400
+	out.Nlink = 1
+	out.Size = uint64(f.size)
+	// go-fuse leaves Blocks at 0 once Blksize is set, and cp then takes
+	// the file for sparse.
+	out.Blksize = streamBlockSize
+	out.Blocks = (out.Size + 511) / 512
+	f.r.fillCommon(out, creationTime(f.child.sv))
+}
+
+func (f *streamFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.fillAttr(&out.Attr)
+	return 0
+}
+
+// Setattr refuses every change (truncate, chmod, utimes).
+func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+// streamHandle is one open of a stream file.
+type streamHandle struct{ r io.ReaderAt }
+
+// writeFlags are the open flags that would modify the file.
+const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_CREAT
+
+// Open prepares random access. The bytes are deterministic, so the page
+// cache may outlive the open (KEEP_CACHE).
+func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&writeFlags != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	// The reader's index is shared by every open of the stream, so it is
+	// built under the mount's context, not this request's.
+	r, err := f.s.NewReader(f.r.ctx)
+	if err != nil {
+		f.logFailure("stream open failed", err)
+		return nil, 0, syscall.EIO
+	}
+	return &streamHandle{r: r}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read fills dest from the stream at off; a short result only at the end.
+func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*streamHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	if off >= f.size || off < 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	want := min(int64(len(dest)), f.size-off)
+	n, err := h.r.ReadAt(dest[:want], off)
+	if int64(n) == want && (err == nil || errors.Is(err, io.EOF)) {
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	f.logFailure("stream read failed", err, "offset", off, "length", want)
+	return nil, syscall.EIO
+}
+
+// logFailure logs one line for a cause, not one per request: readahead
+// retries the same failing range several times.
+func (f *streamFile) logFailure(msg string, err error, args ...any) {
+	f.mu.Lock()
+	repeated := f.lastError == err.Error()
+	f.lastError = err.Error()
+	f.mu.Unlock()
+	if !repeated {
+		f.r.log.Error(msg, append([]any{"stream", f.label, "err", err}, args...)...)
+	}
+}

@@ -1,0 +1,119 @@
+package fusefs
+
+import (
+	"runtime"
+	"sync"
+	"time"
+)
+
+// pair is one stream: child, incremental from parent unless nil.
+type pair struct{ child, parent *snapshot }
+
+// Warm computes the sizes of all listed streams (full streams first, then
+// each snapshot's closest parents first), with at most workers at a time,
+// so that lookups find them ready. It returns when done or after Close.
+func (r *Root) Warm(workers int) {
+	start := time.Now()
+	pairs := r.listedPairs()
+	failed := r.computeSizes(pairs, workers)
+	if r.ctx.Err() != nil {
+		return
+	}
+	r.log.Info("stream sizes ready", "streams", len(pairs), "failed", failed, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// listedPairs orders every listed stream for warming: rank 0 is the full
+// streams, rank k the k-th closest listed parent of every snapshot.
+func (r *Root) listedPairs() []pair {
+	var out []pair
+	parents := make([][]*snapshot, len(r.cat.names))
+	for i, s := range r.cat.names {
+		out = append(out, pair{child: s})
+		parents[i] = s.byCloseness()
+	}
+	for rank := 0; ; rank++ {
+		added := false
+		for i, s := range r.cat.names {
+			if rank < len(parents[i]) {
+				out = append(out, pair{child: s, parent: parents[i][rank]})
+				added = true
+			}
+		}
+		if !added {
+			return out
+		}
+	}
+}
+
+// prefetchFrom starts computing the sizes of the streams a from/ listing
+// shows, in parallel: the READDIRPLUS that follows looks them up one by one.
+func (r *Root) prefetchFrom(s *snapshot) {
+	pairs := make([]pair, 0, len(s.related))
+	for _, p := range s.related {
+		pairs = append(pairs, pair{child: s, parent: p})
+	}
+	go r.computeSizes(pairs, runtime.NumCPU())
+}
+
+// computeSizes sizes pairs on workers goroutines and returns how many
+// failed (each failure is logged).
+func (r *Root) computeSizes(pairs []pair, workers int) int {
+	jobs := make(chan pair)
+	var mu sync.Mutex
+	failed := 0
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for p := range jobs {
+				if err := r.computeSize(p); err != nil && r.ctx.Err() == nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, p := range pairs {
+		if r.ctx.Err() != nil {
+			break
+		}
+		jobs <- p
+	}
+	close(jobs)
+	wg.Wait()
+	return failed
+}
+
+func (r *Root) computeSize(p pair) error {
+	s, err := r.openPair(p)
+	if err == nil {
+		_, err = r.sizes.size(r.ctx, s)
+	}
+	if err != nil && r.ctx.Err() == nil {
+		r.log.Warn("stream size failed", "stream", p.label(), "err", err)
+	}
+	return err
+}
+
+func (r *Root) openPair(p pair) (pairStream, error) {
+	if p.parent == nil {
+		return r.open(p.child.sv, nil)
+	}
+	return r.open(p.child.sv, p.parent.sv)
+}
+
+// label is the stream's path in the mount, for log lines.
+func (p pair) label() string {
+	if p.parent == nil {
+		return "snapshots/" + p.child.name + "/" + fullName
+	}
+	return "snapshots/" + p.child.name + "/" + fromName + "/" + p.parent.name + streamSuffix
+}
+
+// ino is the stream file's inode number.
+func (p pair) ino() uint64 {
+	if p.parent == nil {
+		return inodeNumber(kindFull, p.child.sv.ID, 0)
+	}
+	return inodeNumber(kindIncremental, p.child.sv.ID, p.parent.sv.ID)
+}
