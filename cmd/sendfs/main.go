@@ -37,18 +37,23 @@ func main() {
 // runMain runs the command line args and returns the exit status. The
 // context it hands to commands is cancelled by SIGINT or SIGTERM; a second
 // signal kills the process the default way, in case a command is stuck.
-func runMain(args []string) (code int) {
-	con := stdConsole()
-	defer func() {
-		if r := recover(); r != nil {
-			code = reportPanic(con.Err, r)
-		}
-	}()
+func runMain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		<-ctx.Done()
 		stop()
+	}()
+	return runGuarded(ctx, stdConsole(), args)
+}
+
+// runGuarded is dispatch with a last resort against panics: a bug must not
+// greet the user with a goroutine dump.
+func runGuarded(ctx context.Context, con *console, args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			code = reportPanic(con.Err, r)
+		}
 	}()
 	return dispatch(ctx, con, args)
 }
@@ -82,6 +87,10 @@ func dispatch(ctx context.Context, con *console, args []string) int {
 	case "--version":
 		fmt.Fprintln(con.Out, versionLine())
 		return exitOK
+	}
+	if strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(con.Err, "sendfs: unknown flag %s\nRun 'sendfs --help' for usage.\n", args[0])
+		return exitUsage
 	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
