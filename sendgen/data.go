@@ -1,0 +1,61 @@
+package sendgen
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"sendfs/btrfsread"
+)
+
+// readData fills p (exactly ref.Len bytes) with the file data ref names.
+func readData(ref *DataRef, p []byte) error {
+	if len(p) != int(ref.Len) {
+		return fmt.Errorf("sendgen: %d-byte buffer for %d bytes of data", len(p), ref.Len)
+	}
+	if ref.Zero {
+		clear(p)
+		return nil
+	}
+	if ref.Subvol == nil {
+		return errors.New("sendgen: data reference without a subvolume")
+	}
+	dc := btrfsread.DataContext{Subvol: ref.Subvol.ID, Ino: ref.Ino, FileOffset: ref.FileOffset}
+	return ref.Subvol.FS().ReadExtent(dc, &ref.Extent, p, ref.Offset)
+}
+
+// appendData completes the data command whose prefix (appendPrefix) is
+// all of cmd: it appends the data ref names, read by read, and seals the
+// command.
+func appendData(cmd []byte, ref *DataRef, read func(*DataRef, []byte) error) ([]byte, error) {
+	n := len(cmd)
+	cmd = slices.Grow(cmd, int(ref.Len))[:n+int(ref.Len)]
+	if err := read(ref, cmd[n:]); err != nil {
+		return cmd[:n], err
+	}
+	sealCommand(cmd)
+	return cmd, nil
+}
+
+// cmdBufSize fits any whole protocol-1 command, whose length (header, TLVs
+// and data) the kernel bounds by its 64 KiB send buffer; data commands
+// materialize into buffers of this size from bufPool.
+const cmdBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, cmdBufSize)
+	return &b
+}}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+// putBuf returns a buffer to the pool unless it grew beyond the usual size
+// (keeping one huge buffer alive for every rare big command is worse).
+func putBuf(b *[]byte) {
+	if cap(*b) > 2*cmdBufSize {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
