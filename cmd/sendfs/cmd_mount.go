@@ -1,4 +1,166 @@
 package main
 
-// STUB: replaced by the owner of the mount command.
-func newMountCommand() *command { panic("unimplemented") }
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/spf13/pflag"
+
+	"sendfs/fusefs"
+)
+
+// MountOptions are the flags of sendfs mount.
+type MountOptions struct {
+	CacheDir      string
+	AllowOther    bool
+	Debug         bool
+	AllSubvolumes bool
+}
+
+// AddFlags defines the mount flags on f.
+func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep computed stream sizes in `DIR` across mounts ('' keeps them in memory only)")
+	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see the warning below)")
+	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
+	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
+}
+
+// defaultCacheDir is $XDG_CACHE_HOME/sendfs, else ~/.cache/sendfs ("" when
+// neither is known: sizes then live in memory only).
+func defaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "sendfs")
+}
+
+func newMountCommand() *command {
+	var opts MountOptions
+	flags := pflag.NewFlagSet("mount", pflag.ContinueOnError)
+	opts.AddFlags(flags)
+	return &command{
+		Name:    "mount",
+		Usage:   "mount [flags] DEVICE... MOUNTPOINT",
+		Summary: "mount a read-only tree where every snapshot's send streams are files",
+		Help: `Mount at MOUNTPOINT (an empty directory) a read-only tree of the btrfs send
+streams of DEVICE (a block device or an image file; give every member of a
+multi-device filesystem). Streams are generated when read, byte for byte
+what 'sendfs send' writes:
+
+  snapshots/NAME/full.stream           full stream of the snapshot NAME
+  snapshots/NAME/from/PARENT.stream    incremental stream from PARENT
+  by-id/ID -> ../snapshots/NAME        the same, by subvolume id
+  by-uuid/UUID -> ../snapshots/NAME    the same, by subvolume uuid
+
+NAME is the subvolume's path from the top level with '%' written as '%25'
+and '/' as '%2F' (snaps/daily.1 is snaps%2Fdaily.1). from/ lists the
+snapshots of the same lineage (snapshots of one subvolume, or of each
+other); any other read-only subvolume works as PARENT by name although it
+is not listed. Only read-only subvolumes are served, unless
+--all-subvolumes.
+
+Every stream file reports its exact length, computed from metadata
+without reading file data, so cp, rsync, tar and mmap readers copy it
+whole. Lengths are computed in the background after mounting and kept in
+--cache-dir for the next mount. The list of snapshots is read once, at
+mount time.
+
+The mount runs in the foreground and logs to stderr. Ctrl-C, SIGTERM or
+'fusermount3 -u MOUNTPOINT' unmount it; if stream files are still open it
+is unmounted lazily and sendfs exits when the last one is closed.
+
+Security: a stream holds every byte of its snapshot, whatever the
+permissions of the files inside it. Only the mounting user can read the
+mount (files 0400, directories 0500, owned by that user). --allow-other
+lets other users reach it but always with default_permissions, so the
+kernel still enforces those modes: in practice it adds root, for example a
+backup job run by root reading a mount made by a user. Never mount such a
+tree with allow_other and without default_permissions: every user could
+read every file of every snapshot.
+
+Examples:
+  mkdir /tmp/streams && sendfs mount disk.img /tmp/streams
+  rsync -a /tmp/streams/snapshots/snaps%2Fdaily.2/from/snaps%2Fdaily.1.stream backup:/streams/
+  btrfs receive -f /tmp/streams/snapshots/snaps%2Fdaily.1/full.stream /backup
+
+` + exitStatusHelp,
+		Flags: flags,
+		Run: func(ctx context.Context, args []string) error {
+			return runMount(ctx, opts, stdConsole(), args)
+		},
+	}
+}
+
+// runMount serves the devices args[:n-1] at args[n-1] until unmounted:
+// from outside, or when ctx is cancelled (SIGINT, SIGTERM).
+func runMount(ctx context.Context, opts MountOptions, con *console, args []string) error {
+	if len(args) < 2 {
+		return usageErrorf("need DEVICE... and MOUNTPOINT")
+	}
+	devices, mountpoint := args[:len(args)-1], args[len(args)-1]
+	mountpoint, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	if err := fusefs.CheckMountpoint(mountpoint); err != nil {
+		return err
+	}
+	fsys, err := openFS(devices)
+	if err != nil {
+		return err
+	}
+	defer fsys.Close()
+
+	level := slog.LevelInfo
+	if opts.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(con.Err, &slog.HandlerOptions{Level: level}))
+	root, err := fusefs.New(fusefs.Config{
+		FS:            fsys,
+		AllSubvolumes: opts.AllSubvolumes,
+		CacheDir:      opts.CacheDir,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	fsName, _ := filepath.Abs(devices[0])
+	server, err := fusefs.Mount(mountpoint, root, fusefs.MountOptions{
+		FsName:     fsName,
+		AllowOther: opts.AllowOther,
+		Debug:      opts.Debug,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot mount on %s: %w", mountpoint, err)
+	}
+	log.Info("serving send streams", "mountpoint", mountpoint, "snapshots", root.Snapshots(),
+		"stop", "Ctrl-C or fusermount3 -u "+mountpoint)
+	go root.Warm(max(1, runtime.NumCPU()/2))
+
+	unmounted := make(chan struct{})
+	go func() {
+		server.Wait()
+		close(unmounted)
+	}()
+	select {
+	case <-unmounted:
+	case <-ctx.Done():
+		lazy, err := fusefs.Unmount(server, mountpoint)
+		if err != nil {
+			return fmt.Errorf("cannot unmount %s: %w", mountpoint, err)
+		}
+		if lazy {
+			log.Info("stream files still open: unmounted lazily, exiting when the last one is closed")
+		}
+		<-unmounted
+	}
+	log.Info("unmounted", "mountpoint", mountpoint)
+	return nil
+}
