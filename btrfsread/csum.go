@@ -1,0 +1,151 @@
+package btrfsread
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// dataCsums returns the stored checksum of each sector of the sector-aligned
+// range [start, start+length), from the csum tree; an entry is nil where
+// there is none (NODATASUM files, prealloc), and such sectors are not
+// verified.
+func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
+	ss, cs := uint64(fs.Info().SectorSize), fs.csumSize()
+	sums := make([][]byte, length/ss)
+	t, err := fs.Tree(CsumTreeID)
+	if errors.Is(err, ErrNotFound) {
+		return sums, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := start + length
+	// add copies the csums of one item that fall into the range.
+	add := func(it Item) error {
+		first := it.Key.Offset
+		if first%ss != 0 || len(it.Data)%cs != 0 {
+			return &CorruptError{Reason: "misaligned csum item", Value: it.Key}
+		}
+		n := uint64(len(it.Data) / cs)
+		lo, hi := max(first, start), min(first+n*ss, end)
+		for l := lo; l < hi; l += ss {
+			i := (l - first) / ss
+			sums[(l-start)/ss] = it.Data[i*uint64(cs) : (i+1)*uint64(cs)]
+		}
+		return nil
+	}
+	// The item covering start begins at or before it.
+	prev, err := t.SearchBefore(Key{ExtentCsumObjectID, ExtentCsumKey, start})
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, err
+	case prev.Key.ObjectID == ExtentCsumObjectID && prev.Key.Type == ExtentCsumKey && prev.Key.Offset < start:
+		if err := add(prev); err != nil {
+			return nil, err
+		}
+	}
+	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, add)
+	if err != nil {
+		return nil, fmt.Errorf("data checksums of 0x%x: %w", start, err)
+	}
+	return sums, nil
+}
+
+// DataError reports file data that could not be read: every copy failed
+// its checksum or could not be read, or it did not decompress.
+type DataError struct {
+	DataContext
+	Logical uint64 // logical address of the bad block
+	Err     error
+}
+
+func (e *DataError) Error() string {
+	return fmt.Sprintf("subvolume %d inode %d file offset %d (logical 0x%x): %v", e.Subvol, e.Ino, e.FileOffset, e.Logical, e.Err)
+}
+
+func (e *DataError) Unwrap() error { return e.Err }
+
+// readData reads len(p) bytes of file data at logical, verifying whole
+// sectors against the csum tree. A sector that fails on one copy is re-read
+// from the next. When linear is set, p maps to file bytes from
+// ctx.FileOffset on (uncompressed data), which lets an error name the exact
+// file offset; otherwise it names ctx.FileOffset.
+func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) error {
+	if len(p) == 0 {
+		return nil
+	}
+	ss := uint64(fs.Info().SectorSize)
+	start := logical &^ (ss - 1)
+	end := (logical + uint64(len(p)) + ss - 1) &^ (ss - 1)
+	buf := p
+	if start != logical || end != logical+uint64(len(p)) {
+		buf = make([]byte, end-start)
+	}
+	fail := func(l uint64, err error) error {
+		c := ctx
+		if linear && l > logical {
+			c.FileOffset += l - logical
+		}
+		return &DataError{DataContext: c, Logical: l, Err: err}
+	}
+	sums, err := fs.dataCsums(start, end-start)
+	if err != nil {
+		return fail(start, err)
+	}
+	copies, err := fs.copies(start)
+	if err != nil {
+		return fail(start, err)
+	}
+	bad := make([]error, len(sums)) // per sector: why no good copy is in buf yet
+	for i := range bad {
+		bad[i] = errors.New("not read")
+	}
+	for m, nbad := 0, len(bad); m < copies && nbad > 0; m++ {
+		// Read the span of bad sectors from copy m in one request; after
+		// the first copy, into scratch space so good sectors stay.
+		lo, hi := badSpan(bad)
+		dst := buf[uint64(lo)*ss : uint64(hi)*ss]
+		if m > 0 {
+			dst = make([]byte, len(dst))
+		}
+		readErr := fs.readLogical(dst, start+uint64(lo)*ss, m)
+		for i := lo; i < hi; i++ {
+			sector := dst[uint64(i-lo)*ss : uint64(i-lo+1)*ss]
+			switch {
+			case bad[i] == nil:
+			case readErr != nil:
+				bad[i] = readErr
+			case sums[i] != nil && !bytes.Equal(fs.checksum(sector), sums[i]):
+				bad[i] = &CorruptError{Reason: "data checksum mismatch", Value: fmt.Sprintf("copy %d", m)}
+			default:
+				if m > 0 {
+					copy(buf[uint64(i)*ss:], sector)
+				}
+				bad[i] = nil
+				nbad--
+			}
+		}
+	}
+	for i, err := range bad {
+		if err != nil {
+			return fail(start+uint64(i)*ss, fmt.Errorf("no good copy of %d: %w", copies, err))
+		}
+	}
+	if &buf[0] != &p[0] {
+		copy(p, buf[logical-start:])
+	}
+	return nil
+}
+
+// badSpan returns the sector index range [lo, hi) holding every bad sector.
+func badSpan(bad []error) (lo, hi int) {
+	lo, hi = len(bad), 0
+	for i, err := range bad {
+		if err != nil {
+			lo, hi = min(lo, i), i+1
+		}
+	}
+	return lo, hi
+}

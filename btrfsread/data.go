@@ -1,0 +1,116 @@
+package btrfsread
+
+import (
+	"fmt"
+	"io"
+	"weak"
+)
+
+// ReadAt reads file ino's content (holes and prealloc as zeros, bounded by
+// i_size) into p at off; it returns io.EOF like os.File.ReadAt at the end.
+// Ranges without extent items (NO_HOLES) read as zeros.
+func (sv *Subvolume) ReadAt(ino uint64, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("subvolume %d inode %d: negative offset %d", sv.ID, ino, off)
+	}
+	inode, err := sv.Inode(ino)
+	if err != nil {
+		return 0, err
+	}
+	if uint64(off) >= inode.Size {
+		return 0, io.EOF
+	}
+	n := int(min(uint64(len(p)), inode.Size-uint64(off)))
+	start, end := uint64(off), uint64(off)+uint64(n)
+	buf := p[:n]
+	clear(buf)
+	err = sv.Extents(ino, start, func(eoff uint64, e *FileExtent) error {
+		if eoff >= end {
+			return ErrStopWalk
+		}
+		from, to := max(eoff, start), min(eoff+e.Len(), end)
+		if from >= to || e.IsHole() {
+			return nil
+		}
+		return sv.fs.ReadExtent(DataContext{Subvol: sv.ID, Ino: ino, FileOffset: from}, e, buf[from-start:to-start], from-eoff)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// DataContext names what a data read is for, so that an error can say which
+// subvolume, inode and file offset is affected.
+type DataContext struct {
+	Subvol     uint64
+	Ino        uint64
+	FileOffset uint64
+}
+
+// ReadExtent fills p with the file bytes of extent e starting off bytes after
+// the extent's key offset (so off 0 is the first file byte e covers):
+// decompressing compressed and inline extents, zeros for holes and prealloc.
+// Data is verified against the csum tree; a bad copy falls back to the next
+// mirror; failures are *DataError naming ctx and the logical address.
+// off+len(p) must not exceed e.Len(). Safe for concurrent use.
+func (fs *FS) ReadExtent(ctx DataContext, e *FileExtent, p []byte, off uint64) error {
+	n := uint64(len(p))
+	if off+n < off || off+n > e.Len() {
+		return fmt.Errorf("subvolume %d inode %d: read of %d bytes at %d beyond extent of %d bytes", ctx.Subvol, ctx.Ino, n, off, e.Len())
+	}
+	switch {
+	case e.IsHole():
+		clear(p)
+		return nil
+	case e.Type == ExtentInline:
+		data := e.Inline
+		if e.Compression != CompressNone {
+			var err error
+			data, err = decompressExtent(e.Compression, e.Inline, int(e.RamBytes), int(fs.Info().SectorSize))
+			if err != nil {
+				return &DataError{DataContext: ctx, Err: fmt.Errorf("inline extent: %w", err)}
+			}
+		}
+		return copyExtent(ctx, 0, p, data, off)
+	case e.Compression == CompressNone:
+		return fs.readData(ctx, e.DiskBytenr+e.Offset+off, p, true)
+	}
+	data, err := fs.decompressed(ctx, e)
+	if err != nil {
+		return err
+	}
+	return copyExtent(ctx, e.DiskBytenr, p, data, e.Offset+off)
+}
+
+// copyExtent copies data[from:] into p, failing when data is too short.
+func copyExtent(ctx DataContext, logical uint64, p, data []byte, from uint64) error {
+	if from > uint64(len(data)) || uint64(len(data))-from < uint64(len(p)) {
+		return &DataError{DataContext: ctx, Logical: logical, Err: &CorruptError{Reason: "extent data shorter than its item says", Value: len(data)}}
+	}
+	copy(p, data[from:])
+	return nil
+}
+
+// decompressed returns the whole decompressed content of compressed extent
+// e, read and verified once and kept in the shared extent cache.
+func (fs *FS) decompressed(ctx DataContext, e *FileExtent) ([]byte, error) {
+	if e.DiskNumBytes == 0 || e.DiskNumBytes > maxCompressedRam {
+		return nil, &DataError{DataContext: ctx, Logical: e.DiskBytenr, Err: &CorruptError{Reason: "compressed extent disk size out of range", Value: e.DiskNumBytes}}
+	}
+	k := extentKey{fs: weak.Make(fs), bytenr: e.DiskBytenr, diskLen: e.DiskNumBytes, ram: e.RamBytes, alg: e.Compression}
+	return decompressedExtents.get(k, func() ([]byte, error) {
+		raw := make([]byte, e.DiskNumBytes)
+		if err := fs.readData(ctx, e.DiskBytenr, raw, false); err != nil {
+			return nil, err
+		}
+		data, err := decompressExtent(e.Compression, raw, int(e.RamBytes), int(fs.Info().SectorSize))
+		if err != nil {
+			return nil, &DataError{DataContext: ctx, Logical: e.DiskBytenr, Err: err}
+		}
+		return data, nil
+	})
+}
