@@ -1,0 +1,158 @@
+package btrfsread
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// profileImages makes a filesystem with the given metadata and data profile
+// and 2000 files in it (through the kernel when it needs several devices).
+func profileImages(t *testing.T, profile string, devs int) []string {
+	t.Helper()
+	if devs == 1 {
+		return []string{manyFilesImage(t, 2000, "-m", profile)}
+	}
+	imgs := newTestImages(t, devs, 300, "-n", "4k", "-d", profile, "-m", profile)
+	mnt := mountImages(t, imgs, "")
+	writeManyFiles(t, mnt, 2000)
+	unmount(t, mnt)
+	return imgs
+}
+
+// physicalPlaces returns where the copies of len bytes at logical live:
+// one place per mirror, and for RAID5/6 the data stripe and then P.
+func physicalPlaces(t *testing.T, fs *FS, logical uint64) []place {
+	t.Helper()
+	c := fs.chunks.find(logical)
+	off := logical - c.logical
+	if p := c.profile(); p == bgRAID5 || p == bgRAID6 {
+		data, _ := c.locate(off, 1, 0)
+		L, d, n := c.stripeLen, uint64(c.dataStripes()), uint64(len(c.stripes))
+		row := off / L / d
+		s := &c.stripes[(row+d)%n]
+		return []place{data, {s, s.offset + row*L + off%L}}
+	}
+	var out []place
+	for m := range c.copies() {
+		pl, _ := c.locate(off, 1, m)
+		out = append(out, pl)
+	}
+	return out
+}
+
+func corruptAt(t *testing.T, pl place, at uint64) {
+	t.Helper()
+	f, err := os.OpenFile(pl.s.dev.Name, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, int64(pl.physical+at))
+	must(t, err)
+	b[0] ^= 0x5a
+	_, err = f.WriteAt(b, int64(pl.physical+at))
+	must(t, err)
+}
+
+// TestCorruptMetadata corrupts one copy of a leaf of the fs tree (the tree
+// must still read the same), then every copy (the error must name it).
+func TestCorruptMetadata(t *testing.T) {
+	for _, c := range []struct {
+		profile string
+		devs    int
+	}{{"dup", 1}, {"raid1", 2}, {"raid10", 4}, {"raid5", 3}, {"raid6", 4}} {
+		t.Run(c.profile, func(t *testing.T) {
+			imgs := profileImages(t, c.profile, c.devs)
+			fs, err := Open(imgs...)
+			must(t, err)
+			tr := fsTreeForTest(t, fs, FSTreeID)
+			want := fmt.Sprint(allKeys(t, tr))
+			p, err := tr.descend(Key{ObjectID: 1000}, false)
+			must(t, err)
+			leaf := p[len(p)-1].n.logical
+			places := physicalPlaces(t, fs, leaf)
+			fs.Close()
+
+			corruptAt(t, places[0], 2000)
+			fs, err = Open(imgs...)
+			must(t, err)
+			defer fs.Close()
+			if got := fmt.Sprint(allKeys(t, fsTreeForTest(t, fs, FSTreeID))); got != want {
+				t.Fatal("fs tree reads differently with one bad copy")
+			}
+
+			for _, pl := range places[1:] {
+				corruptAt(t, pl, 3000)
+			}
+			fs, err = Open(imgs...)
+			must(t, err)
+			defer fs.Close()
+			err = fsTreeForTest(t, fs, FSTreeID).Walk(Key{}, MaxKey, func(Item) error { return nil })
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Logical != leaf || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Fatalf("walk with every copy bad: %v, want a CorruptError at logical 0x%x", err, leaf)
+			}
+			if fs.superRereads.Load() == 0 {
+				t.Error("a bad block did not make the reader look for a newer superblock")
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestReadLogicalData reads a file's extents with readLogical from every
+// copy and compares them with what was written through the kernel: data
+// stripes of every profile, reads split at stripe boundaries, and RAID5/6
+// rebuild from parity.
+func TestReadLogicalData(t *testing.T) {
+	for _, c := range []struct {
+		profile string
+		devs    int
+	}{{"single", 1}, {"dup", 1}, {"raid0", 3}, {"raid1", 2}, {"raid10", 4}, {"raid1c3", 3}, {"raid1c4", 4}, {"raid5", 3}, {"raid6", 4}} {
+		t.Run(c.profile, func(t *testing.T) {
+			imgs := newTestImages(t, c.devs, 300, "-d", c.profile, "-m", c.profile)
+			mnt := mountImages(t, imgs, "")
+			data := make([]byte, 3<<20+12345)
+			rng := rand.New(rand.NewPCG(uint64(c.devs), 7))
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			must(t, os.WriteFile(filepath.Join(mnt, "data"), data, 0o644))
+			unmount(t, mnt)
+
+			fs, err := Open(imgs...)
+			must(t, err)
+			defer fs.Close()
+			covered := 0
+			err = fsTreeForTest(t, fs, FSTreeID).Walk(Key{257, ExtentDataKey, 0}, Key{257, ExtentDataKey, ^uint64(0)}, func(it Item) error {
+				le := binary.LittleEndian
+				if it.Data[20] != ExtentReg || it.Data[16] != CompressNone {
+					return fmt.Errorf("extent %v: type %d compression %d", it.Key, it.Data[20], it.Data[16])
+				}
+				bytenr, off, n := le.Uint64(it.Data[21:]), le.Uint64(it.Data[37:]), le.Uint64(it.Data[45:])
+				want := data[it.Key.Offset:min(it.Key.Offset+n, uint64(len(data)))]
+				copies, err := fs.copies(bytenr)
+				must(t, err)
+				for m := range copies {
+					got := make([]byte, len(want))
+					must(t, fs.readLogical(got, bytenr+off, m))
+					if !bytes.Equal(got, want) {
+						t.Errorf("extent at file offset %d, copy %d of %d: wrong bytes", it.Key.Offset, m, copies)
+					}
+				}
+				covered += len(want)
+				return nil
+			})
+			must(t, err)
+			if covered != len(data) {
+				t.Errorf("extents cover %d of %d bytes", covered, len(data))
+			}
+		})
+	}
+}
