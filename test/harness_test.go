@@ -35,10 +35,13 @@ var (
 )
 
 // sendfsBinary returns the path of a sendfs binary built from ./cmd/sendfs
-// (once per test binary).
+// (once per test binary), or $SENDFS_BIN when set (to test a given build).
 func sendfsBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
+		if binPath = os.Getenv("SENDFS_BIN"); binPath != "" {
+			return
+		}
 		binPath = filepath.Join(binDir, "sendfs")
 		cmd := exec.Command("go", "build", "-o", binPath, "sendfs/cmd/sendfs")
 		if out, err := cmd.CombinedOutput(); err != nil {
