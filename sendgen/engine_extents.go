@@ -57,19 +57,30 @@ func (s *sendCtx) processExtent(off uint64, fe *btrfsread.FileExtent) error {
 		// New inode: prealloc and holes are simply not written.
 		return nil
 	}
-	if err := s.sendWriteOrClone(off, fe); err != nil {
+	src, err := s.findExtentClone(off, fe)
+	if err != nil {
+		return err
+	}
+	if err := s.sendWriteOrClone(off, fe, src); err != nil {
 		return err
 	}
 	return s.maybeSendHole(key, fe)
 }
 
-// sendWriteOrClone sends the extent's data up to i_size.
-func (s *sendCtx) sendWriteOrClone(off uint64, fe *btrfsread.FileExtent) error {
+// sendWriteOrClone sends the extent's data up to i_size, cloned from src
+// where possible.
+func (s *sendCtx) sendWriteOrClone(off uint64, fe *btrfsread.FileExtent, src *cloneSource) error {
 	end := min(s.extentEnd(off, fe), s.curSize)
 	if off >= end {
 		return nil
 	}
-	if err := s.sendExtentData(off, fe, off, end-off); err != nil {
+	var err error
+	if src != nil && end%s.sectorSize == 0 {
+		err = s.cloneRange(src, off, fe, off, end-off)
+	} else {
+		err = s.sendExtentData(off, fe, off, end-off)
+	}
+	if err != nil {
 		return err
 	}
 	s.curNextWriteOffset = end

@@ -1,0 +1,97 @@
+package btrfsread
+
+// Data extent back references, for finding where else an extent is used
+// (the send engine clones from there instead of writing the data again).
+
+// DataBackref is one back reference of a data extent. A direct reference
+// names the root, inode and Offset (the file offset minus the file extent's
+// data offset); a shared reference names only the Parent leaf that holds
+// the referencing file extent items.
+type DataBackref struct {
+	Root, Ino, Offset uint64
+	Parent            uint64
+}
+
+// Inline reference types of extent items.
+const extentOwnerRefKey = 172
+
+// DataBackrefs returns the total reference count of the data extent that
+// starts at bytenr and its back references, inline and keyed, in key order.
+func (fs *FS) DataBackrefs(bytenr uint64) (refs uint64, brs []DataBackref, err error) {
+	t, err := fs.Tree(ExtentTreeID)
+	if err != nil {
+		return 0, nil, err
+	}
+	from := Key{ObjectID: bytenr, Type: ExtentItemKey}
+	to := Key{ObjectID: bytenr, Type: SharedDataRefKey, Offset: ^uint64(0)}
+	found := false
+	err = t.Walk(from, to, func(it Item) error {
+		switch it.Key.Type {
+		case ExtentItemKey:
+			found = true
+			var inline []DataBackref
+			refs, inline, err = parseDataExtentItem(it.Data)
+			brs = append(brs, inline...)
+			return err
+		case ExtentDataRefKey:
+			c := newItemCursor(it.Data, "extent data ref")
+			br := DataBackref{Root: c.u64(), Ino: c.u64(), Offset: c.u64()}
+			brs = append(brs, br)
+			return c.err
+		case SharedDataRefKey:
+			brs = append(brs, DataBackref{Parent: it.Key.Offset})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if !found {
+		return 0, nil, ErrNotFound
+	}
+	return refs, brs, nil
+}
+
+// parseDataExtentItem decodes a data EXTENT_ITEM: its head and inline refs.
+func parseDataExtentItem(b []byte) (uint64, []DataBackref, error) {
+	c := newItemCursor(b, "extent item")
+	refs := c.u64()
+	c.skip(8) // generation
+	flags := c.u64()
+	if c.err != nil {
+		return 0, nil, c.err
+	}
+	if flags&ExtentFlagData == 0 {
+		return 0, nil, &CorruptError{Reason: "extent item of a data extent lacks the data flag", Value: flags}
+	}
+	var brs []DataBackref
+	for c.left() > 0 && c.err == nil {
+		switch typ := c.u8(); typ {
+		case ExtentDataRefKey:
+			brs = append(brs, DataBackref{Root: c.u64(), Ino: c.u64(), Offset: c.u64()})
+			c.skip(4) // count
+		case SharedDataRefKey:
+			brs = append(brs, DataBackref{Parent: c.u64()})
+			c.skip(4) // count
+		case extentOwnerRefKey:
+			c.skip(8)
+		default:
+			return 0, nil, &CorruptError{Reason: "unknown inline backref type in data extent item", Value: typ}
+		}
+	}
+	return refs, brs, c.err
+}
+
+// LeafItems returns the items of the tree leaf at logical (a shared data
+// backref's parent), validated like every tree block.
+func (fs *FS) LeafItems(logical uint64) ([]Item, error) {
+	n, err := fs.readBlock(logical, blockWant{level: 0})
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, n.nritems)
+	for i := range items {
+		items[i] = n.item(i)
+	}
+	return items, nil
+}
