@@ -202,7 +202,7 @@ func sendfsListText(t *testing.T, images []string) []listed {
 			return n
 		}
 		short := func(i int) string { return strings.TrimPrefix(cell(i), "-") }
-		if !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(.* ago\)$`).MatchString(cell(4)) {
+		if !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((now|.* ago)\)$`).MatchString(cell(4)) {
 			t.Errorf("CREATED %q is not a date with its age", cell(4))
 		}
 		out = append(out, listed{

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -88,15 +89,17 @@ func isTerminal(f *os.File) bool {
 }
 
 // openFS opens the filesystem whose member devices or image files are paths.
-// Its errors read as one sentence that names the device and what is wrong
-// with it (not btrfs, truncated, a member missing, an unsupported feature).
+// btrfsread's errors already name the device and what is wrong with it (not
+// btrfs, truncated, a member missing, an unsupported feature); only a file
+// that cannot be opened at all is reworded.
 func openFS(paths []string) (*btrfsread.FS, error) {
 	if len(paths) == 0 {
 		return nil, usageErrorf("no DEVICE given")
 	}
 	fsys, err := btrfsread.Open(paths...)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open %s: %w", strings.Join(paths, " "), err)
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "open" {
+		return nil, fmt.Errorf("cannot open %s: %w", pe.Path, pe.Err)
 	}
-	return fsys, nil
+	return fsys, err
 }
