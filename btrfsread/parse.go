@@ -184,7 +184,9 @@ func ParseInodeRefs(k Key, b []byte) ([]InodeRef, error) {
 		if c.err != nil {
 			break
 		}
-		if err := validName(r.Name); err != nil {
+		// A subvolume's root directory names itself ".." (its only ref).
+		rootSelfRef := k.Type == InodeRefKey && k.ObjectID == k.Offset && string(r.Name) == ".."
+		if err := validName(r.Name); err != nil && !rootSelfRef {
 			return nil, err
 		}
 		if k.Type == InodeExtrefKey && ExtrefHash(r.Parent, r.Name) != k.Offset {

@@ -120,6 +120,9 @@ func (s *sendCtx) changed(c btrfsread.Change) error {
 	if c.Kind == btrfsread.Same {
 		switch k.Type {
 		case btrfsread.InodeRefKey, btrfsread.InodeExtrefKey:
+			if k.ObjectID == btrfsread.FirstFreeObjectID {
+				return nil // the root directory's refs are never sent
+			}
 			changed, err := s.refDirsChanged(k, c.Left)
 			if err != nil || !changed {
 				return err
