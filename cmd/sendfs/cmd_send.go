@@ -88,6 +88,9 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if !opts.Size && opts.File == "" && con.OutIsTerminal {
 		return errTerminal
 	}
+	if err := checkNotDevice(opts.File, devices); err != nil {
+		return err
+	}
 	fsys, err := openFS(devices)
 	if err != nil {
 		return err
@@ -132,6 +135,24 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if progress != nil {
 		progress.Clear()
 		progress.Summary()
+	}
+	return nil
+}
+
+// checkNotDevice refuses a FILE that is one of the devices being read: the
+// rename at the end would replace the filesystem image by its stream.
+func checkNotDevice(file string, devices []string) error {
+	if file == "" {
+		return nil
+	}
+	out, err := os.Stat(file)
+	if err != nil {
+		return nil // FILE does not exist yet: it cannot be a device
+	}
+	for _, dev := range devices {
+		if st, err := os.Stat(dev); err == nil && os.SameFile(st, out) {
+			return fmt.Errorf("refusing to write the stream over %s, which is a DEVICE being read", file)
+		}
 	}
 	return nil
 }

@@ -168,3 +168,19 @@ func TestSendErrorNamesInterruption(t *testing.T) {
 		t.Errorf("got %q", err)
 	}
 }
+
+func TestSendRefusesToOverwriteDevice(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, []byte("not really btrfs"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	con := &console{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}
+	err := runSend(context.Background(), SendOptions{File: filepath.Join(dir, ".", "disk.img")}, con, []string{img, "snap"})
+	if err == nil || !strings.Contains(err.Error(), "refusing to write the stream over") {
+		t.Fatalf("err = %v", err)
+	}
+	if b, _ := os.ReadFile(img); string(b) != "not really btrfs" {
+		t.Errorf("image changed to %q", b)
+	}
+}

@@ -30,8 +30,11 @@ type progressLine struct {
 	length int       // length of the line on screen, to blank it
 }
 
+// newProgressLine starts the clock; the first line is drawn one interval
+// later, when the rate means something.
 func newProgressLine(w io.Writer, total int64, now func() time.Time) *progressLine {
-	return &progressLine{w: w, now: now, total: total, start: now()}
+	start := now()
+	return &progressLine{w: w, now: now, total: total, start: start, drawn: start}
 }
 
 // Update records that done bytes have been written so far.
@@ -74,7 +77,8 @@ func (p *progressLine) draw(line string) {
 }
 
 // text is the progress line at time t: bytes, share of the total, average
-// rate since the start, and the time left at that rate.
+// rate since the start, and the time left at that rate (rounded up, and
+// only after a second: earlier guesses swing wildly).
 func (p *progressLine) text(t time.Time) string {
 	elapsed := t.Sub(p.start)
 	line := humanize.IBytes(uint64(p.done))
@@ -86,9 +90,9 @@ func (p *progressLine) text(t time.Time) string {
 		return line
 	}
 	line += fmt.Sprintf(", %s/s", humanize.IBytes(uint64(r)))
-	if left := p.total - p.done; left > 0 {
+	if left := p.total - p.done; left > 0 && elapsed >= time.Second {
 		eta := time.Duration(float64(left) / r * float64(time.Second))
-		line += fmt.Sprintf(", %s left", eta.Round(time.Second))
+		line += fmt.Sprintf(", %s left", (eta + time.Second - 1).Truncate(time.Second))
 	}
 	return line
 }

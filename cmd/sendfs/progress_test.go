@@ -71,3 +71,20 @@ func TestProgressShorterLineBlanksTail(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestProgressFirstDrawWaits: nothing is drawn at the very start, and the
+// time left is not guessed in the first second.
+func TestProgressFirstDrawWaits(t *testing.T) {
+	var b bytes.Buffer
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	p := newProgressLine(&b, 100<<20, clock.now)
+	p.Update(1)
+	if b.Len() != 0 {
+		t.Errorf("drawn at the start: %q", b.String())
+	}
+	clock.advance(progressInterval)
+	p.Update(10 << 20)
+	if got, want := b.String(), "\r10 MiB of 100 MiB (10%), 40 MiB/s"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
