@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -67,6 +68,7 @@ func Mount(dir string, r *Root, o MountOptions) (*fuse.Server, error) {
 			DisableXAttrs: true,
 			Debug:         o.Debug,
 			Logger:        logger,
+			PanicHandler:  r.handlerPanic,
 		},
 	}
 	server, err := fs.Mount(dir, r, opts)
@@ -77,6 +79,14 @@ func Mount(dir string, r *Root, o MountOptions) (*fuse.Server, error) {
 		r.log.Debug("readahead left at the default", "err", err)
 	}
 	return server, nil
+}
+
+// handlerPanic turns a bug met while serving a request into EIO and one log
+// line (the stack only with --debug); the mount keeps serving.
+func (r *Root) handlerPanic(v any) fuse.Status {
+	r.log.Error("internal error serving a request; returning EIO", "panic", v)
+	r.log.Debug("stack of the internal error", "stack", string(debug.Stack()))
+	return fuse.EIO
 }
 
 // raiseReadahead lets the kernel read ahead 1 MiB at a time (it caps FUSE

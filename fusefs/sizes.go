@@ -66,7 +66,7 @@ func (c *sizeCache) size(ctx context.Context, s pairStream) (int64, error) {
 func (c *sizeCache) compute(key string, s pairStream, call *sizeCall) {
 	n, ok := c.load(key)
 	if !ok {
-		n, call.err = s.Size(c.ctx)
+		n, call.err = countStream(c.ctx, s)
 		if call.err == nil {
 			c.store(key, n)
 		}
@@ -79,6 +79,18 @@ func (c *sizeCache) compute(key string, s pairStream, call *sizeCall) {
 	delete(c.pending, key)
 	c.mu.Unlock()
 	close(call.done)
+}
+
+// countStream runs s.Size on this goroutine of our own, where a panic
+// (a bug in the engine) would end the process: it becomes an error instead,
+// and the mount keeps serving the other streams.
+func countStream(ctx context.Context, s pairStream) (n int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error computing the size: %v", r)
+		}
+	}()
+	return s.Size(ctx)
 }
 
 // File format: a header line, the key (so that a hash collision or a
