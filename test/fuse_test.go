@@ -538,16 +538,44 @@ func checkSIGTERM(t *testing.T, m *sendfsMount) {
 	}
 }
 
-// TestFUSEExternalUnmount: fusermount3 -u ends sendfs mount with status 0.
-func TestFUSEExternalUnmount(t *testing.T) {
+// TestFUSEAccess: only the mounting user can read the mount, also with
+// --allow-other (which must bring default_permissions); fusermount3 -u from
+// outside ends sendfs mount with status 0.
+func TestFUSEAccess(t *testing.T) {
 	requireFUSE(t)
 	fs := newFS(t, fsOpts{Size: 1 << 30})
-	writeFile(t, fs.path("f"), []byte("x"))
+	writeFile(t, fs.path("f"), []byte("secret"))
 	snapshotRO(t, fs, "", "s")
 	unmount(t, fs)
-	m := startMount(t, fs.Images, "--cache-dir", "")
-	run(t, "fusermount3", "-u", m.dir)
-	if err := m.waitExit(t, 10*time.Second); err != nil {
-		t.Errorf("sendfs mount after fusermount3 -u: %v\n%s", err, m.stderr)
+	for _, args := range [][]string{{"--cache-dir", ""}, {"--cache-dir", "", "--allow-other"}} {
+		m := startMount(t, fs.Images, args...)
+		stream := m.streamPath("s", "")
+		if _, err := os.Stat(stream); err != nil {
+			t.Errorf("%v: stat by the owner: %v", args, err)
+		}
+		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", stream).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Permission denied") {
+			t.Errorf("%v: cat by uid 65534: %v %q, want Permission denied", args, err, out)
+		}
+		opts := mountOptions(t, m.dir)
+		if allow := strings.Contains(opts, "allow_other"); allow != (len(args) == 3) || (allow && !strings.Contains(opts, "default_permissions")) {
+			t.Errorf("%v: mount options %q", args, opts)
+		}
+		run(t, "fusermount3", "-u", m.dir)
+		if err := m.waitExit(t, 10*time.Second); err != nil {
+			t.Errorf("sendfs mount after fusermount3 -u: %v\n%s", err, m.stderr)
+		}
 	}
+}
+
+// mountOptions returns the mount and super options of the mount at dir.
+func mountOptions(t *testing.T, dir string) string {
+	t.Helper()
+	for _, line := range strings.Split(string(readFile(t, "/proc/self/mountinfo")), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return line
+		}
+	}
+	t.Fatalf("%s is not mounted", dir)
+	return ""
 }
