@@ -14,7 +14,7 @@ func FuzzSuperblock(f *testing.F) {
 		copy(sb, data)
 		copy(sb[0x40:], superMagic)
 		copy(sb[0x30:], []byte{0, 0, 1, 0, 0, 0, 0, 0}) // bytenr 64 KiB
-		sb[0xc4], sb[0xc5] = 0, 0                        // crc32c
+		sb[0xc4], sb[0xc5] = 0, 0                       // crc32c
 		copy(sb, crc32cSum(sb[superCsumEnd:]))
 		if _, err := parseSuperblock(sb, uint64(superOffsets[0])); err != nil {
 			return
