@@ -46,6 +46,9 @@ type Stream struct {
 
 	sizeMu sync.Mutex
 	size   int64 // -1 until known
+
+	planMu sync.Mutex
+	plan   *plan // nil until built
 }
 
 // NewStream checks the pair and describes its stream; it generates nothing.

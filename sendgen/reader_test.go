@@ -1,0 +1,184 @@
+package sendgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// checkRanges compares n random ranges of up to maxLen bytes read through a
+// fresh Reader of s with the same slices of want, plus the edges.
+func checkRanges(t testing.TB, s *Stream, want []byte, n, maxLen int, rng *rand.Rand) {
+	t.Helper()
+	r, err := s.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size() != int64(len(want)) {
+		t.Fatalf("reader size %d, stream %d bytes", r.Size(), len(want))
+	}
+	size := int64(len(want))
+	check := func(off int64, l int) {
+		t.Helper()
+		buf := make([]byte, l)
+		got, err := r.ReadAt(buf, off)
+		wantN := int(max(0, min(int64(l), size-off)))
+		wantErr := off+int64(l) > size
+		if got != wantN || (err != nil) != wantErr || (err != nil && !errors.Is(err, io.EOF)) {
+			t.Fatalf("ReadAt(%d bytes at %d) of %d = %d, %v", l, off, size, got, err)
+		}
+		if wantN > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
+			t.Fatalf("ReadAt(%d bytes at %d) differs from WriteTo", l, off)
+		}
+	}
+	check(0, len(want))
+	check(0, len(want)+10)
+	check(size, 1)
+	check(size+5, 1)
+	check(size-1, 1)
+	check(3, 0)
+	for range n {
+		off := rng.Int64N(size)
+		l := rng.IntN(int(min(size-off, int64(maxLen))) + 1)
+		if rng.IntN(8) == 0 {
+			l += 7 // past the end sometimes
+		}
+		check(off, l)
+	}
+}
+
+// TestReaderRanges: random ranges through ReadAt equal the slices of the
+// WriteTo output, for several chunk sizes (one byte per WRITE makes many
+// tiny runs; 49152 the kernel's).
+func TestReaderRanges(t *testing.T) {
+	for _, chunk := range []uint32{49152, 1000, 1} {
+		cmds := sampleCommands(chunk)
+		want := writeAll(t, synthStream(t, 1, cmds))
+		maxLen := 100 * int(chunk) // about a FUSE request's worth of commands
+		checkRanges(t, synthStream(t, 1, cmds), want, 1000, maxLen, rand.New(rand.NewPCG(uint64(chunk), 1)))
+	}
+}
+
+// TestReaderSequentialConcurrent reads the whole stream through one Reader
+// the way FUSE does: fixed-size requests, several in flight at once.
+func TestReaderSequentialConcurrent(t *testing.T) {
+	s := &synth{chunk: 49152}
+	s.begin()
+	for i := range 20 {
+		s.file(300+uint64(i), "f"+string(rune('a'+i)), uint64(i)*70000+1, 50000)
+	}
+	s.end()
+	want := writeAll(t, synthStream(t, 1, s.cmds))
+	st := synthStream(t, 1, s.cmds)
+	r, err := st.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	const req = 128 << 10
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for off := 0; off < len(want); off += req {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			end := min(off+req, len(want))
+			if n, err := r.ReadAt(got[off:end], int64(off)); n != end-off || (err != nil && err != io.EOF) {
+				t.Errorf("ReadAt at %d = %d, %v", off, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	if !bytes.Equal(got, want) {
+		t.Fatal("concurrent sequential reads differ from WriteTo")
+	}
+}
+
+// TestPlanIsCompact: the plan keeps one run per extent, not one entry per
+// WRITE, and no file data.
+func TestPlanIsCompact(t *testing.T) {
+	s := &synth{chunk: 49152}
+	s.begin()
+	s.file(258, "huge", 1<<30) // 21846 WRITEs of one extent
+	s.end()
+	st := synthStream(t, 1, s.cmds)
+	p, err := st.getPlan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	for _, seg := range p.segs {
+		if seg.run != nil {
+			runs++
+		}
+	}
+	if runs != 1 || len(p.segs) != 3 {
+		t.Fatalf("plan has %d segments, %d runs; want 3 and 1", len(p.segs), runs)
+	}
+	size, err := synthStream(t, 1, s.cmds).Size(context.Background())
+	if err != nil || size != p.size {
+		t.Fatalf("plan size %d, counted %d (%v)", p.size, size, err)
+	}
+	r, _ := st.NewReader(context.Background())
+	tail := make([]byte, 100)
+	if n, err := r.ReadAt(tail, size-100); n != 100 || err != nil {
+		t.Fatalf("reading the tail: %d, %v", n, err)
+	}
+}
+
+// TestReaderRetriesErrors: a failed data read fails the ReadAt, is not
+// cached, and a later read succeeds once the data is readable.
+func TestReaderRetriesErrors(t *testing.T) {
+	cmds := sampleCommands(49152)
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
+	var mu sync.Mutex
+	broken := true
+	errBad := errors.New("bad sector")
+	st.read = func(ref *DataRef, p []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return errBad
+		}
+		return patternRead(ref, p)
+	}
+	r, err := st.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(want))
+	if _, err := r.ReadAt(buf, 0); !errors.Is(err, errBad) {
+		t.Fatalf("ReadAt over bad data: %v", err)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	if n, err := r.ReadAt(buf, 0); n != len(want) || err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("ReadAt after repair: %d, %v, equal %v", n, err, bytes.Equal(buf, want))
+	}
+}
+
+// TestPlanRetriesEngineErrors: a failed plan build is not remembered.
+func TestPlanRetriesEngineErrors(t *testing.T) {
+	st := synthStream(t, 1, sampleCommands(1000))
+	replay := st.gen
+	fail := true
+	st.gen = func(ctx context.Context, out emitter) error {
+		if fail {
+			return errors.New("transient")
+		}
+		return replay(ctx, out)
+	}
+	if _, err := st.NewReader(context.Background()); err == nil {
+		t.Fatal("NewReader succeeded over a failing engine")
+	}
+	fail = false
+	if _, err := st.NewReader(context.Background()); err != nil {
+		t.Fatalf("NewReader after the engine recovered: %v", err)
+	}
+}
