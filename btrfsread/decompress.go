@@ -14,8 +14,8 @@ import (
 )
 
 // decompressors maps a btrfs compression type to the function that fills
-// dst (sized to ram_bytes) from one compressed extent. Each returns how many
-// bytes it produced.
+// dst (sized to ram_bytes, zeroed) from one compressed extent. Each returns
+// how many bytes it produced.
 var decompressors = map[uint8]func(src, dst []byte, sectorSize int) (int, error){
 	CompressZlib: decompressZlib,
 	CompressLZO:  decompressLZO,
@@ -23,9 +23,9 @@ var decompressors = map[uint8]func(src, dst []byte, sectorSize int) (int, error)
 }
 
 // decompressExtent decompresses one extent (or compressed inline payload) to
-// exactly ram bytes. The kernel compresses whole ranges, so a stream that
-// ends early is corrupt, except for zstd where, like the kernel, a short
-// frame is zero-filled.
+// exactly ram bytes. A stream that ends early is zero-filled, as the kernel
+// does: it compresses only up to i_size, while ram_bytes is rounded up to a
+// sector (and the file may grow later, exposing those zeros).
 func decompressExtent(alg uint8, src []byte, ram, sectorSize int) ([]byte, error) {
 	fn := decompressors[alg]
 	if fn == nil {
@@ -35,12 +35,8 @@ func decompressExtent(alg uint8, src []byte, ram, sectorSize int) ([]byte, error
 		return nil, &CorruptError{Reason: "compressed extent size out of range", Value: ram}
 	}
 	dst := make([]byte, ram)
-	n, err := fn(src, dst, sectorSize)
-	if err != nil {
+	if _, err := fn(src, dst, sectorSize); err != nil {
 		return nil, err
-	}
-	if n < ram && alg != CompressZstd {
-		return nil, &CorruptError{Reason: "compressed data too short", Value: fmt.Sprintf("%d of %d bytes", n, ram)}
 	}
 	return dst, nil
 }
