@@ -291,3 +291,27 @@ func TestUnescapeMountinfo(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestWarmPairs(t *testing.T) {
+	var svs []*btrfsread.Subvolume
+	for i := range uint64(7) {
+		svs = append(svs, testSubvol(300+i, fmt.Sprintf("s%d", i), true, byte(10+i), 1))
+	}
+	r := newRoot(svs, Config{}, nil)
+	defer r.Close()
+	pairs := r.warmPairs()
+	if len(pairs) != 7+7*warmParents {
+		t.Fatalf("%d pairs, want %d", len(pairs), 7+7*warmParents)
+	}
+	for i, p := range pairs[:7] {
+		if p.parent != nil || p.child.name != fmt.Sprintf("s%d", i) {
+			t.Errorf("pair %d = %s, want the full streams first", i, p.label())
+		}
+	}
+	// Rank 1: each snapshot's closest parent (ties: the one first by name).
+	for i, want := range []string{"s1", "s0", "s1", "s2", "s3", "s4", "s5"} {
+		if p := pairs[7+i]; p.parent.name != want {
+			t.Errorf("closest parent of %s = %s, want %s", p.child.name, p.parent.name, want)
+		}
+	}
+}

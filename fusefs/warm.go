@@ -9,12 +9,18 @@ import (
 // pair is one stream: child, incremental from parent unless nil.
 type pair struct{ child, parent *snapshot }
 
-// Warm computes the sizes of all listed streams (full streams first, then
-// each snapshot's closest parents first), with at most workers at a time,
-// so that lookups find them ready. It returns when done or after Close.
+// warmParents is how many parents of each snapshot Warm sizes, closest
+// first. Sizing every listed pair would cost O(snapshots²) (10,000 pairs for
+// 100 snapshots); the others are sized when their from/ is listed.
+const warmParents = 4
+
+// Warm computes the sizes of the streams most likely wanted: every full
+// stream, then each snapshot's warmParents closest parents, with at most
+// workers at a time, so that lookups find them ready. It returns when done
+// or after Close.
 func (r *Root) Warm(workers int) {
 	start := time.Now()
-	pairs := r.listedPairs()
+	pairs := r.warmPairs()
 	failed := r.computeSizes(pairs, workers)
 	if r.ctx.Err() != nil {
 		return
@@ -22,27 +28,23 @@ func (r *Root) Warm(workers int) {
 	r.log.Info("stream sizes ready", "streams", len(pairs), "failed", failed, "took", time.Since(start).Round(time.Millisecond))
 }
 
-// listedPairs orders every listed stream for warming: rank 0 is the full
-// streams, rank k the k-th closest listed parent of every snapshot.
-func (r *Root) listedPairs() []pair {
+// warmPairs orders the streams to warm: the full streams, then the k-th
+// closest listed parent of every snapshot for k = 1..warmParents.
+func (r *Root) warmPairs() []pair {
 	var out []pair
 	parents := make([][]*snapshot, len(r.cat.names))
 	for i, s := range r.cat.names {
 		out = append(out, pair{child: s})
 		parents[i] = s.byCloseness()
 	}
-	for rank := 0; ; rank++ {
-		added := false
+	for rank := range warmParents {
 		for i, s := range r.cat.names {
 			if rank < len(parents[i]) {
 				out = append(out, pair{child: s, parent: parents[i][rank]})
-				added = true
 			}
 		}
-		if !added {
-			return out
-		}
 	}
+	return out
 }
 
 // prefetchFrom starts computing the sizes of the streams a from/ listing
