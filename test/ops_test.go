@@ -62,9 +62,13 @@ func mustSymlink(t testing.TB, target, p string) {
 	must(t, os.Symlink(target, p))
 }
 
+// mustRename is rename(2): unlike os.Rename it may replace an empty
+// directory.
 func mustRename(t testing.TB, old, new string) {
 	t.Helper()
-	must(t, os.Rename(old, new))
+	if err := syscall.Rename(old, new); err != nil {
+		t.Fatal(&os.LinkError{Op: "rename", Old: old, New: new, Err: err})
+	}
 }
 
 func mustRemove(t testing.TB, p string) {
