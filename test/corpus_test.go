@@ -321,6 +321,7 @@ func matchingPrefix(s string, prefixes []string) string {
 	}
 	return ""
 }
+
 // send runs sendfs for a pair and checks what the CLI promises about the
 // stream: --size is exact and two runs give the same bytes.
 func (c *corpus) send(t *testing.T, child, parent string) []byte {
