@@ -53,6 +53,10 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 	return sums, nil
 }
 
+// ErrDataChecksum reports file data whose checksum does not match the csum
+// tree (inside a *DataError, which says where).
+var ErrDataChecksum = errors.New("data checksum mismatch")
+
 // DataError reports file data that could not be read: every copy failed
 // its checksum or could not be read, or it did not decompress.
 type DataError struct {
@@ -118,7 +122,7 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 			case readErr != nil:
 				bad[i] = readErr
 			case sums[i] != nil && !bytes.Equal(fs.checksum(sector), sums[i]):
-				bad[i] = &CorruptError{Reason: "data checksum mismatch", Value: fmt.Sprintf("copy %d", m)}
+				bad[i] = fmt.Errorf("copy %d: %w", m+1, ErrDataChecksum)
 			default:
 				if m > 0 {
 					copy(buf[uint64(i)*ss:], sector)
@@ -130,7 +134,7 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 	}
 	for i, err := range bad {
 		if err != nil {
-			return fail(start+uint64(i)*ss, fmt.Errorf("no good copy of %d: %w", copies, err))
+			return fail(start+uint64(i)*ss, fmt.Errorf("no good copy among %d: %w", copies, err))
 		}
 	}
 	if &buf[0] != &p[0] {

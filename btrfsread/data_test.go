@@ -2,6 +2,7 @@ package btrfsread
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,7 @@ func TestReadMatchesKernel(t *testing.T) {
 				compareFacts(t, "subvolume "+sv.Path, want[sv.Path], readerFacts(t, sv))
 			}
 			checkLookupPaths(t, svs[0])
+			checkExtentRefs(t, svs[0])
 			checkConcurrentReads(t, svs[0])
 			t.Logf("%s: %v", v.name, time.Since(start).Round(time.Millisecond))
 		})
@@ -134,5 +136,25 @@ func checkConcurrentReads(t *testing.T, sv *Subvolume) {
 		for e := range errs {
 			t.Error(e)
 		}
+	}
+}
+
+// checkExtentRefs: a reflinked extent has at least two references, and an
+// address that starts no extent has none.
+func checkExtentRefs(t *testing.T, sv *Subvolume) {
+	t.Helper()
+	ino, err := sv.Lookup("reflink-copy")
+	noErr(t, err)
+	var first *FileExtent
+	noErr(t, sv.Extents(ino, 0, func(_ uint64, e *FileExtent) error {
+		first = e
+		return ErrStopWalk
+	}))
+	refs, err := sv.FS().ExtentRefs(first.DiskBytenr)
+	if err != nil || refs < 2 {
+		t.Errorf("ExtentRefs of a reflinked extent = %d, %v", refs, err)
+	}
+	if _, err := sv.FS().ExtentRefs(first.DiskBytenr + 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ExtentRefs inside an extent: %v, want ErrNotFound", err)
 	}
 }
