@@ -38,6 +38,7 @@ var progsTypes = map[string]uint8{
 // returns each item as "key itemoff itemsize".
 func dumpTreeItems(t testing.TB, tree string, imgs ...string) []string {
 	t.Helper()
+	requireTools(t, false, "btrfs")
 	out := run(t, "btrfs", append([]string{"inspect-internal", "dump-tree", "-t", tree}, imgs...)...)
 	var items []string
 	for _, m := range dumpItemRE.FindAllStringSubmatch(out, -1) {

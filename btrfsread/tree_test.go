@@ -183,3 +183,45 @@ func TestConcurrentWalks(t *testing.T) {
 		t.Errorf("cache holds %d bytes, bound is %d", fs.blocks.used, 20*4096)
 	}
 }
+
+// BenchmarkWalk walks a whole 20,000-file fs tree (4 KiB nodes): cold opens
+// a fresh filesystem per walk, so every block comes from the image file.
+func BenchmarkWalk(b *testing.B) {
+	img := manyFilesImage(b, 20000)
+	walk := func(b *testing.B, fs *FS) {
+		items := 0
+		must(b, fsTreeForTest(b, fs, FSTreeID).Walk(Key{}, MaxKey, func(Item) error { items++; return nil }))
+		b.ReportMetric(float64(items), "items/op")
+	}
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			fs, err := Open(img)
+			must(b, err)
+			walk(b, fs)
+			fs.Close()
+		}
+	})
+	b.Run("warm", func(b *testing.B) {
+		fs, err := Open(img)
+		must(b, err)
+		defer fs.Close()
+		for b.Loop() {
+			walk(b, fs)
+		}
+	})
+}
+
+// BenchmarkSearch looks up random keys of a warm 20,000-file fs tree.
+func BenchmarkSearch(b *testing.B) {
+	fs, err := Open(manyFilesImage(b, 20000))
+	must(b, err)
+	defer fs.Close()
+	tr := fsTreeForTest(b, fs, FSTreeID)
+	keys := allKeys(b, tr)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for b.Loop() {
+		if _, err := tr.Search(keys[rng.IntN(len(keys))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
