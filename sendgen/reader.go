@@ -81,12 +81,20 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 			}
 		})
 	}
+	// On error, still wait for every piece: failed entries then have left
+	// the cache, and a retry starts afresh.
+	var err error
 	for _, pc := range pieces {
 		<-pc.e.done
-		if pc.e.err != nil {
-			return 0, pc.e.err
+		if err == nil {
+			err = pc.e.err
 		}
-		copy(p[pc.dst:pc.dst+pc.n], pc.e.buf[pc.src:])
+		if err == nil {
+			copy(p[pc.dst:pc.dst+pc.n], pc.e.buf[pc.src:])
+		}
+	}
+	if err != nil {
+		return 0, err
 	}
 	if want < len(p) {
 		return want, io.EOF
