@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 
@@ -35,6 +36,7 @@ type Root struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	owner  owner
+	slots  chan struct{} // one per background size computation (computeSize)
 	// mtime of the directories above the snapshots: the newest creation
 	// time among them, so that it is stable across mounts.
 	mtime btrfsread.Timespec
@@ -67,6 +69,7 @@ func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
 		ctx:    ctx,
 		cancel: cancel,
 		owner:  owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
+		slots:  make(chan struct{}, runtime.NumCPU()),
 	}
 	for _, s := range r.cat.names {
 		if t := creationTime(s.sv); t.Sec > r.mtime.Sec || (t.Sec == r.mtime.Sec && t.Nsec > r.mtime.Nsec) {

@@ -86,7 +86,16 @@ func (r *Root) computeSizes(pairs []pair, workers int) int {
 	return failed
 }
 
+// computeSize sizes one pair, holding one of the root's slots so that
+// background sizing never runs on more goroutines than there are CPUs, however
+// many from/ listings start it at once.
 func (r *Root) computeSize(p pair) error {
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
 	s, err := r.openPair(p)
 	if err == nil {
 		_, err = r.sizes.size(r.ctx, s)
