@@ -57,6 +57,8 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 // tree (inside a *DataError, which says where).
 var ErrDataChecksum = errors.New("data checksum mismatch")
 
+var errNotRead = errors.New("no copy read")
+
 // DataError reports file data that could not be read: every copy failed
 // its checksum or could not be read, or it did not decompress.
 type DataError struct {
@@ -104,7 +106,7 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 	}
 	bad := make([]error, len(sums)) // per sector: why no good copy is in buf yet
 	for i := range bad {
-		bad[i] = errors.New("not read")
+		bad[i] = errNotRead
 	}
 	for m, nbad := 0, len(bad); m < copies && nbad > 0; m++ {
 		// Read the span of bad sectors from copy m in one request; after

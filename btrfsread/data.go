@@ -6,6 +6,12 @@ import (
 	"weak"
 )
 
+// File type bits of InodeItem.Mode.
+const (
+	sIFMT  = 0o170000
+	sIFDIR = 0o040000
+)
+
 // ReadAt reads file ino's content (holes and prealloc as zeros, bounded by
 // i_size) into p at off; it returns io.EOF like os.File.ReadAt at the end.
 // Ranges without extent items (NO_HOLES) read as zeros.
@@ -16,6 +22,9 @@ func (sv *Subvolume) ReadAt(ino uint64, p []byte, off int64) (int, error) {
 	inode, err := sv.Inode(ino)
 	if err != nil {
 		return 0, err
+	}
+	if inode.Mode&sIFMT == sIFDIR {
+		return 0, fmt.Errorf("subvolume %d inode %d is a directory", sv.ID, ino)
 	}
 	if uint64(off) >= inode.Size {
 		return 0, io.EOF

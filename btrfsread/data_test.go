@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -156,5 +157,44 @@ func checkExtentRefs(t *testing.T, sv *Subvolume) {
 	}
 	if _, err := sv.FS().ExtentRefs(first.DiskBytenr + 1); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ExtentRefs inside an extent: %v, want ErrNotFound", err)
+	}
+}
+
+// BenchmarkReadAt reads a 256 MiB file through ReadAt in 1 MiB pieces, from
+// a plain and a zstd-compressed image (the node and extent caches are warm
+// after the first pass; the image file is in the page cache).
+func BenchmarkReadAt(b *testing.B) {
+	requireTools(b, true, "mkfs.btrfs")
+	for _, mount := range []string{"", "compress-force=zstd"} {
+		b.Run("mount="+mount, func(b *testing.B) {
+			img := newTestImage(b, 700)
+			mnt := mountImage(b, img, mount)
+			r := highRand()
+			f, err := os.Create(filepath.Join(mnt, "big"))
+			noErr(b, err)
+			for range 256 {
+				_, err := f.Write(append(textBytes(512<<10, 1), randomBytes(r, 512<<10)...))
+				noErr(b, err)
+			}
+			noErr(b, f.Close())
+			unmount(b, mnt)
+			fs, err := Open(img)
+			noErr(b, err)
+			defer fs.Close()
+			sv, err := fs.Subvolume(FSTreeID)
+			noErr(b, err)
+			ino, err := sv.Lookup("big")
+			noErr(b, err)
+			buf := make([]byte, 1<<20)
+			b.SetBytes(256 << 20)
+			b.ResetTimer()
+			for range b.N {
+				for off := int64(0); off < 256<<20; off += 1 << 20 {
+					if _, err := sv.ReadAt(ino, buf, off); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
