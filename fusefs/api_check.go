@@ -8,12 +8,15 @@ var (
 	_ = (fs.NodeGetattrer)((*dir)(nil))
 	_ = (fs.NodeLookuper)((*dir)(nil))
 	_ = (fs.NodeReaddirer)((*dir)(nil))
+	_ = (fs.NodeStatfser)((*dir)(nil))
 
 	_ = (fs.NodeGetattrer)((*streamFile)(nil))
 	_ = (fs.NodeSetattrer)((*streamFile)(nil))
 	_ = (fs.NodeOpener)((*streamFile)(nil))
 	_ = (fs.NodeReader)((*streamFile)(nil))
+	_ = (fs.NodeStatfser)((*streamFile)(nil))
 
 	_ = (fs.NodeGetattrer)((*link)(nil))
 	_ = (fs.NodeReadlinker)((*link)(nil))
+	_ = (fs.NodeStatfser)((*link)(nil))
 )

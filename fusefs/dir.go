@@ -28,6 +28,7 @@ type dirContents interface {
 // dir is a read-only directory whose children come from its contents.
 type dir struct {
 	fs.Inode
+	statfsNode
 	r        *Root
 	ino      uint64
 	mtime    btrfsread.Timespec

@@ -158,6 +158,10 @@ func TestNamespace(t *testing.T) {
 	check("snapshots/c%25/from")
 	check("by-id", "257", "258", "259", "260")
 
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(m.dir, "snapshots/b/full.stream"), &sfs); err != nil || sfs.Namelen != 255 {
+		t.Errorf("statfs: namelen %d, %v", sfs.Namelen, err)
+	}
 	target, err := os.Readlink(filepath.Join(m.dir, "by-id/259"))
 	if err != nil || target != "../snapshots/b" {
 		t.Errorf("readlink by-id/259 = %q, %v", target, err)

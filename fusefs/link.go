@@ -11,6 +11,7 @@ import (
 // link is a by-id/ or by-uuid/ symlink to a snapshot directory.
 type link struct {
 	fs.Inode
+	statfsNode
 	r      *Root
 	ino    uint64
 	s      *snapshot

@@ -16,6 +16,7 @@ import (
 // reports the exact length before a byte is generated.
 type streamFile struct {
 	fs.Inode
+	statfsNode
 	r     *Root
 	ino   uint64
 	label string // path in the mount, for log lines
