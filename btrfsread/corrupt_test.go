@@ -13,15 +13,15 @@ import (
 )
 
 // profileImages makes a filesystem with the given metadata and data profile
-// and 2000 files in it (through the kernel when it needs several devices).
+// and 600 files in it (through the kernel when it needs several devices).
 func profileImages(t *testing.T, profile string, devs int) []string {
 	t.Helper()
 	if devs == 1 {
-		return []string{manyFilesImage(t, 2000, "-m", profile)}
+		return []string{manyFilesImage(t, 600, "-m", profile)}
 	}
 	imgs := newTestImages(t, devs, 300, "-n", "4k", "-d", profile, "-m", profile)
 	mnt := mountImages(t, imgs, "")
-	writeManyFiles(t, mnt, 2000)
+	writeManyFiles(t, mnt, 600)
 	unmount(t, mnt)
 	return imgs
 }

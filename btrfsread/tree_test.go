@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -32,10 +33,14 @@ func manyFilesImage(t testing.TB, n int, mkfsArgs ...string) string {
 	return newTestImage(t, 300, append([]string{"-n", "4k", "--rootdir", dir}, mkfsArgs...)...)
 }
 
+// manyFileName is the name of file i of writeManyFiles: long, so that few
+// files make a deep tree (creating files is the slow part of these tests).
+func manyFileName(i int) string { return fmt.Sprintf("file-%05d-%s", i, strings.Repeat("n", 240)) }
+
 func writeManyFiles(t testing.TB, dir string, n int) {
 	t.Helper()
 	for i := range n {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%05d", i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, manyFileName(i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,7 +64,7 @@ func checkDeepTrees(t *testing.T, imgs []string) {
 func TestWalkDeepTree(t *testing.T) {
 	for _, args := range [][]string{nil, {"-m", "dup"}, {"--csum", "sha256"}} {
 		t.Run(fmt.Sprint(args), func(t *testing.T) {
-			checkDeepTrees(t, []string{manyFilesImage(t, 2000, args...)})
+			checkDeepTrees(t, []string{manyFilesImage(t, 600, args...)})
 		})
 	}
 }
@@ -75,7 +80,7 @@ func TestWalkDeepTreeMultiDevice(t *testing.T) {
 		t.Run(c.profile, func(t *testing.T) {
 			imgs := newTestImages(t, c.devs, 300, "-n", "4k", "-d", c.profile, "-m", c.profile)
 			mnt := mountImages(t, imgs, "")
-			writeManyFiles(t, mnt, 2000)
+			writeManyFiles(t, mnt, 600)
 			unmount(t, mnt)
 			checkDeepTrees(t, imgs)
 		})
@@ -92,7 +97,7 @@ func allKeys(t testing.TB, tr Tree) []Key {
 }
 
 func TestSearch(t *testing.T) {
-	fs, err := Open(manyFilesImage(t, 2000))
+	fs, err := Open(manyFilesImage(t, 600))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +167,7 @@ func TestSearch(t *testing.T) {
 // TestConcurrentWalks walks one tree from many goroutines through a cache
 // far smaller than the tree (run with -race).
 func TestConcurrentWalks(t *testing.T) {
-	fs, err := Open(manyFilesImage(t, 2000))
+	fs, err := Open(manyFilesImage(t, 600))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,10 +189,10 @@ func TestConcurrentWalks(t *testing.T) {
 	}
 }
 
-// BenchmarkWalk walks a whole 20,000-file fs tree (4 KiB nodes): cold opens
+// BenchmarkWalk walks a whole 5,000-file fs tree (4 KiB nodes): cold opens
 // a fresh filesystem per walk, so every block comes from the image file.
 func BenchmarkWalk(b *testing.B) {
-	img := manyFilesImage(b, 20000)
+	img := manyFilesImage(b, 5000)
 	walk := func(b *testing.B, fs *FS) {
 		items := 0
 		must(b, fsTreeForTest(b, fs, FSTreeID).Walk(Key{}, MaxKey, func(Item) error { items++; return nil }))
@@ -211,9 +216,9 @@ func BenchmarkWalk(b *testing.B) {
 	})
 }
 
-// BenchmarkSearch looks up random keys of a warm 20,000-file fs tree.
+// BenchmarkSearch looks up random keys of a warm 5,000-file fs tree.
 func BenchmarkSearch(b *testing.B) {
-	fs, err := Open(manyFilesImage(b, 20000))
+	fs, err := Open(manyFilesImage(b, 5000))
 	must(b, err)
 	defer fs.Close()
 	tr := fsTreeForTest(b, fs, FSTreeID)
