@@ -24,7 +24,7 @@ type MountOptions struct {
 // AddFlags defines the mount flags on f.
 func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep computed stream sizes in `DIR` across mounts ('' keeps them in memory only)")
-	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see the warning below)")
+	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
 }
@@ -86,9 +86,7 @@ read every file of every snapshot.
 Examples:
   mkdir /tmp/streams && sendfs mount disk.img /tmp/streams
   rsync -a /tmp/streams/snapshots/snaps%2Fdaily.2/from/snaps%2Fdaily.1.stream backup:/streams/
-  btrfs receive -f /tmp/streams/snapshots/snaps%2Fdaily.1/full.stream /backup
-
-` + exitStatusHelp,
+  btrfs receive -f /tmp/streams/snapshots/snaps%2Fdaily.1/full.stream /backup`,
 		Flags: flags,
 		Run: func(ctx context.Context, args []string) error {
 			return runMount(ctx, opts, stdConsole(), args)
