@@ -1,6 +1,9 @@
 package btrfsread
 
-import "bytes"
+import (
+	"bytes"
+	"errors"
+)
 
 // ChangeKind says how an item differs between two trees.
 type ChangeKind int
@@ -80,7 +83,7 @@ func (s *compareSide) advance(down bool) error {
 // btrfs_compare_trees does. fn may return ErrStopWalk.
 func CompareTrees(left, right Tree, fn func(Change) error) error {
 	err := compareTrees(left, right, fn)
-	if err == ErrStopWalk {
+	if errors.Is(err, ErrStopWalk) {
 		return nil
 	}
 	return err

@@ -139,7 +139,7 @@ func (t Tree) Walk(from, to Key, fn func(Item) error) error {
 				return nil
 			}
 			if err := fn(it); err != nil {
-				if err == ErrStopWalk {
+				if errors.Is(err, ErrStopWalk) {
 					return nil
 				}
 				return err
