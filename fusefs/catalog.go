@@ -43,8 +43,8 @@ func newCatalog(svs []*btrfsread.Subvolume, allSubvolumes bool) *catalog {
 		if !sv.ReadOnly() && !allSubvolumes {
 			continue
 		}
-		if sv.Path == "" && sv.ID != btrfsread.FSTreeID {
-			continue // not linked anywhere: no name to show
+		if sv.Path == "" {
+			continue // the top level (never sent: no name to receive it under) or unlinked
 		}
 		s := &snapshot{sv: sv, name: escapeName(sv.Path)}
 		if _, dup := c.byName[s.name]; dup {

@@ -70,7 +70,7 @@ func testSubvol(id uint64, path string, ro bool, u, parent byte) *btrfsread.Subv
 }
 
 // testSubvols: data (writable) with snapshots a/1, a/2 of it, b of a/1,
-// and an unrelated c%.
+// an unrelated c%, and the top level.
 func testSubvols() []*btrfsread.Subvolume {
 	return []*btrfsread.Subvolume{
 		testSubvol(256, "data", false, 1, 0),
@@ -78,6 +78,7 @@ func testSubvols() []*btrfsread.Subvolume {
 		testSubvol(258, "a/2", true, 3, 1),
 		testSubvol(259, "b", true, 4, 2),
 		testSubvol(260, "c%", true, 5, 0),
+		testSubvol(5, "", true, 9, 0), // the top level: never served
 	}
 }
 
@@ -283,7 +284,7 @@ func TestWarm(t *testing.T) {
 }
 
 func TestEscapeName(t *testing.T) {
-	for in, want := range map[string]string{"": "%2F", "a": "a", "a/b": "a%2Fb", "50%/x%2F": "50%25%2Fx%252F"} {
+	for in, want := range map[string]string{"a": "a", "a/b": "a%2Fb", "50%/x%2F": "50%25%2Fx%252F"} {
 		if got := escapeName(in); got != want {
 			t.Errorf("escapeName(%q) = %q, want %q", in, got, want)
 		}

@@ -9,11 +9,7 @@ import (
 
 // escapeName turns a subvolume path from the top level into one file name:
 // '%' becomes "%25" and '/' becomes "%2F", so the mapping is reversible.
-// The top level itself (path "") is named after "/".
 func escapeName(path string) string {
-	if path == "" {
-		path = "/"
-	}
 	path = strings.ReplaceAll(path, "%", "%25")
 	return strings.ReplaceAll(path, "/", "%2F")
 }
