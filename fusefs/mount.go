@@ -128,10 +128,11 @@ func lazyUnmount(dir string) error {
 // CheckMountpoint explains why dir cannot be mounted on: missing, not a
 // directory, not empty, already a mount, or a dead FUSE mount.
 func CheckMountpoint(dir string) error {
+	dead := fmt.Errorf("mountpoint %s is a dead FUSE mount (its server is gone); run `fusermount3 -u %s` first", dir, dir)
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, unix.ENOTCONN):
-		return fmt.Errorf("mountpoint %s is a dead FUSE mount (its server is gone); run `fusermount3 -u %s` first", dir, dir)
+		return dead
 	case err != nil:
 		return fmt.Errorf("mountpoint: %w", err)
 	case !st.IsDir():
@@ -142,6 +143,10 @@ func CheckMountpoint(dir string) error {
 		return err
 	}
 	if mounted {
+		// stat may still answer from cached attributes; a listing does not.
+		if _, err := os.ReadDir(dir); errors.Is(err, unix.ENOTCONN) {
+			return dead
+		}
 		return fmt.Errorf("mountpoint %s is busy: something is already mounted there", dir)
 	}
 	f, err := os.Open(dir)
