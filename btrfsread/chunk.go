@@ -193,18 +193,19 @@ type place struct {
 
 // locate maps a read at off (relative to the chunk start) from copy mirror
 // to its physical place and the number of bytes that place holds
-// contiguously (up to max). For RAID5/6, mirror 1 is served by rebuild.
-func (c *chunk) locate(off uint64, max uint64, mirror int) (place, uint64) {
+// contiguously (up to limit). For RAID5/6 it maps the data stripe; a
+// rebuild (mirror 1) is readLogical's job.
+func (c *chunk) locate(off, limit uint64, mirror int) (place, uint64) {
 	L := c.stripeLen
 	nr, so := off/L, off%L
-	untilStripeEnd := min(max, L-so)
+	untilStripeEnd := min(limit, L-so)
 	n := uint64(len(c.stripes))
 	switch c.profile() {
 	case 0:
-		return place{&c.stripes[0], c.stripes[0].offset + off}, max
+		return place{&c.stripes[0], c.stripes[0].offset + off}, limit
 	case bgDUP, bgRAID1, bgRAID1C3, bgRAID1C4:
 		s := &c.stripes[mirror]
-		return place{s, s.offset + off}, max
+		return place{s, s.offset + off}, limit
 	case bgRAID0:
 		s := &c.stripes[nr%n]
 		return place{s, s.offset + nr/n*L + so}, untilStripeEnd
@@ -233,14 +234,14 @@ func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
 		if mirror < 0 || mirror >= c.copies() {
 			return fmt.Errorf("logical 0x%x: copy %d of %d does not exist", logical, mirror, c.copies())
 		}
-		max := min(uint64(len(p)), c.end()-logical)
+		limit := min(uint64(len(p)), c.end()-logical)
 		var n uint64
 		var err error
 		if mirror == 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
-			n, err = fs.rebuildRAID56(c, p[:max], logical-c.logical)
+			n, err = fs.rebuildRAID56(c, p[:limit], logical-c.logical)
 		} else {
 			var pl place
-			pl, n = c.locate(logical-c.logical, max, mirror)
+			pl, n = c.locate(logical-c.logical, limit, mirror)
 			err = fs.readPhysical(pl, p[:n])
 		}
 		if err != nil {

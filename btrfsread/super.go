@@ -243,7 +243,9 @@ func (sb *superblock) checkFeatures() error {
 }
 
 // readSuperblock reads every superblock copy inside dev and returns the
-// valid one with the highest generation.
+// valid one with the highest generation. As in btrfs-progs, copies of
+// another filesystem than the first valid one (leftovers of an earlier mkfs)
+// are ignored.
 func readSuperblock(dev Device) (*superblock, error) {
 	var best *superblock
 	var firstErr error
@@ -262,7 +264,7 @@ func readSuperblock(dev Device) (*superblock, error) {
 			}
 			continue
 		}
-		if best == nil || sb.generation > best.generation {
+		if best == nil || sb.fsid == best.fsid && sb.generation > best.generation {
 			best = sb
 		}
 	}

@@ -146,6 +146,13 @@ func TestSuperblockMirrors(t *testing.T) {
 	if err != nil || got.generation != synthGen+1 {
 		t.Errorf("newest copy: %v %v", got, err)
 	}
+	mirror[0x20] ^= 1 // another filesystem's copy is ignored
+	copy(mirror, crc32cSum(mirror[superCsumEnd:]))
+	copy(big[superOffsets[1]:], mirror)
+	got, err = readSuperblock(Device{"big", bytes.NewReader(big), int64(len(big))})
+	if err != nil || got.generation != synthGen {
+		t.Errorf("copy of another filesystem: %v %v", got, err)
+	}
 	big[superOffsets[1]+100] ^= 1 // bad checksum: fall back to the primary
 	got, err = readSuperblock(Device{"big", bytes.NewReader(big), int64(len(big))})
 	if err != nil || got.generation != synthGen {
