@@ -8,16 +8,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
 
-// listedSubvol is one line of `btrfs subvolume list -u -q -R -g`.
+// listedSubvol is one line of `btrfs subvolume list -u -q -R -g`, with the
+// name, creation time and transid from `btrfs subvolume show`.
 type listedSubvol struct {
 	ID, Gen, TopLevel              uint64
 	ParentUUID, ReceivedUUID, UUID string
 	Path                           string
 	ReadOnly                       bool
+	Name, Created, GenAtCreation   string
 }
 
 // btrfsSubvolumeList runs `btrfs subvolume list` on a mounted filesystem.
@@ -45,9 +48,21 @@ func btrfsSubvolumeList(t testing.TB, mnt string) []listedSubvol {
 		s := listedSubvol{ID: num(f[1]), Gen: num(f[3]), TopLevel: num(f[6]),
 			ParentUUID: f[8], ReceivedUUID: f[10], UUID: f[12], Path: path}
 		s.ReadOnly = ro[s.ID]
+		show := run(t, "btrfs", "subvolume", "show", filepath.Join(mnt, path))
+		s.Name, s.Created, s.GenAtCreation = showField(show, "Name"), showField(show, "Creation time"), showField(show, "Gen at creation")
 		out = append(out, s)
 	}
 	return out
+}
+
+// showField returns the value of "Field:" in `btrfs subvolume show` output.
+func showField(show, field string) string {
+	for _, line := range strings.Split(show, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func uuidOrDash(u UUID) string {
@@ -71,7 +86,9 @@ func compareSubvolumes(t testing.TB, fs *FS, want []listedSubvol) []*Subvolume {
 	for _, sv := range svs[1:] {
 		got = append(got, listedSubvol{ID: sv.ID, Gen: sv.Root.Generation, TopLevel: sv.ParentID,
 			ParentUUID: uuidOrDash(sv.Root.ParentUUID), ReceivedUUID: uuidOrDash(sv.Root.ReceivedUUID),
-			UUID: uuidOrDash(sv.Root.UUID), Path: sv.Path, ReadOnly: sv.ReadOnly()})
+			UUID: uuidOrDash(sv.Root.UUID), Path: sv.Path, ReadOnly: sv.ReadOnly(),
+			Name: sv.Name, Created: time.Unix(int64(sv.Root.OTime.Sec), 0).Format("2006-01-02 15:04:05 -0700"),
+			GenAtCreation: strconv.FormatUint(sv.Root.OTransid, 10)})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Subvolumes():\n got  %+v\n want %+v", got, want)
