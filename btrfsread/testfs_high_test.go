@@ -8,6 +8,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -114,6 +115,11 @@ func populateFiles(t testing.TB, dir string, bigDir bool) {
 	writeFile(t, p("partial-clone"), textBytes(512<<10, 8))
 	cloneRange(t, p("text-1m"), 192<<10, p("partial-clone"), 64<<10, 64<<10)
 
+	// NODATACOW (hence NODATASUM): data without checksums.
+	writeFile(t, p("nodatasum"), nil)
+	run(t, "chattr", "+C", p("nodatasum"))
+	writeFile(t, p("nodatasum"), randomBytes(r, 100000))
+
 	// Names.
 	writeFile(t, p(strings.Repeat("n", 252)+"日"), []byte("255 bytes of name"))
 	writeFile(t, p("héllo wörld ✓"), []byte("non-ascii"))
@@ -123,6 +129,10 @@ func populateFiles(t testing.TB, dir string, bigDir bool) {
 	noErr(t, os.Symlink("text-1m", p("link-short")))
 	noErr(t, os.Symlink(strings.Repeat("long/target/", 80), p("link-long")))
 	noErr(t, unix.Mkfifo(p("fifo"), 0o640))
+	sock, err := net.ListenUnix("unix", &net.UnixAddr{Name: p("socket"), Net: "unix"})
+	noErr(t, err)
+	sock.SetUnlinkOnClose(false)
+	noErr(t, sock.Close())
 	noErr(t, unix.Mknod(p("chardev"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))))
 	noErr(t, unix.Mknod(p("blockdev"), unix.S_IFBLK|0o660, int(unix.Mkdev(259, 70000))))
 	noErr(t, os.Lchown(p("random-3m"), 1234, 5678))
