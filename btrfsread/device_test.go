@@ -40,3 +40,15 @@ func TestOpenVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenBlockDevice opens loop devices, whose size comes from seeking to
+// the end (stat reports 0 for block devices).
+func TestOpenBlockDevice(t *testing.T) {
+	imgs := newTestImages(t, 2, 300, "-d", "raid1", "-m", "raid1")
+	fs, err := Open(attachLoop(t, imgs[0]), attachLoop(t, imgs[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	checkTreeAgainstDump(t, imgs, fs.RootTree(), "root")
+}

@@ -150,5 +150,19 @@ func isMounted(dir string) bool {
 	return strings.Contains(string(b), " "+dir+" ")
 }
 
+// attachLoop attaches img to a free loop device for the rest of the test
+// and returns the device path.
+func attachLoop(t testing.TB, img string) string {
+	t.Helper()
+	requireTools(t, true, "losetup")
+	loop := strings.TrimSpace(run(t, "losetup", "--find", "--show", img))
+	t.Cleanup(func() {
+		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v\n%s", loop, err, out)
+		}
+	})
+	return loop
+}
+
 // mounts maps mount points to their mounted records, for unmount.
 var mounts sync.Map
