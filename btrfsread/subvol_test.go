@@ -90,6 +90,15 @@ func compareSubvolumes(t testing.TB, fs *FS, want []listedSubvol) []*Subvolume {
 			Name: sv.Name, Created: time.Unix(int64(sv.Root.OTime.Sec), 0).Format("2006-01-02 15:04:05 -0700"),
 			GenAtCreation: strconv.FormatUint(sv.Root.OTransid, 10)})
 	}
+	received := 0
+	for _, s := range want {
+		if s.ReceivedUUID != "-" {
+			received++
+		}
+	}
+	if received == 0 {
+		t.Errorf("no received subvolume in the list to compare")
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Subvolumes():\n got  %+v\n want %+v", got, want)
 	}
@@ -129,4 +138,7 @@ func makeSubvolumes(t testing.TB, mnt string) {
 	btrfs("subvolume", "snapshot", "-r", mnt, p("snaps/top-2"))
 	btrfs("subvolume", "snapshot", p("sub"), p("sub-rw"))
 	btrfs("subvolume", "delete", p("gone"))
+	// A received subvolume carries received_uuid.
+	noErr(t, os.Mkdir(p("recv"), 0o755))
+	run(t, "bash", "-c", fmt.Sprintf("btrfs send -q %q | btrfs receive -q %q", p("snaps/sub-1"), p("recv")))
 }
