@@ -51,11 +51,8 @@ func BenchmarkFUSE(b *testing.B) {
 	lsCold := timeCmd(b, "ls", "-l", from)
 	lsAgain := timeCmd(b, "ls", "-l", from)
 	// Measure reads once the background sizing is done.
-	for deadline := time.Now().Add(5 * time.Minute); !strings.Contains(m.stderr.String(), "stream sizes ready"); {
-		if time.Now().After(deadline) {
-			b.Fatalf("sizes not warmed in 5 minutes\n%s", m.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if m.waitLog(b, "stream sizes ready", 5*time.Minute) == "" {
+		b.Fatalf("sizes not warmed in 5 minutes\n%s", m.stderr)
 	}
 	fuseCat := timeCmd(b, "sh", "-c", `cat "$1" > /dev/null`, "sh", m.streamPath("snaps/big", ""))
 	heads := timeHeads(b, from)

@@ -133,6 +133,23 @@ func (m *sendfsMount) waitExit(t testing.TB, within time.Duration) error {
 	}
 }
 
+// waitLog returns the first line of the mount's stderr that contains substr,
+// waiting for it (stderr reaches the test through a pipe and a goroutine),
+// or "" if none came within the time given.
+func (m *sendfsMount) waitLog(t testing.TB, substr string, within time.Duration) string {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		for _, line := range strings.Split(m.stderr.String(), "\n") {
+			if strings.Contains(line, substr) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+	}
+}
+
 // path is a path in the mount; name parts are joined with '/'.
 func (m *sendfsMount) path(parts ...string) string {
 	return filepath.Join(append([]string{m.dir}, parts...)...)
@@ -468,14 +485,9 @@ func checkCorruptData(t *testing.T, m *sendfsMount, fs *btrfsFS) {
 	if _, err := os.ReadFile(victim); !errors.Is(err, syscall.EIO) {
 		t.Errorf("read of the corrupt stream: %v, want EIO", err)
 	}
-	found := false
-	for _, line := range strings.Split(m.stderr.String(), "\n") {
-		if strings.Contains(line, "snaps%2Fvictim.1/full.stream") {
-			t.Logf("sendfs logged: %s", line)
-			found = true
-		}
-	}
-	if !found {
+	if line := m.waitLog(t, "snaps%2Fvictim.1/full.stream", 5*time.Second); line != "" {
+		t.Logf("sendfs logged: %s", line)
+	} else {
 		t.Errorf("no log line names the corrupt stream:\n%s", m.stderr)
 	}
 	want := sendfsSend(t, fs.Images, "snaps/m.07", "")
