@@ -15,6 +15,7 @@ var (
 	_ = (fs.NodeOpener)((*streamFile)(nil))
 	_ = (fs.NodeReader)((*streamFile)(nil))
 	_ = (fs.NodeStatfser)((*streamFile)(nil))
+	_ = (fs.FileReleaser)((*streamHandle)(nil))
 
 	_ = (fs.NodeGetattrer)((*link)(nil))
 	_ = (fs.NodeReadlinker)((*link)(nil))

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"sendfs/btrfsread"
 )
@@ -83,9 +84,10 @@ func testSubvols() []*btrfsread.Subvolume {
 }
 
 type testMount struct {
-	dir   string
-	root  *Root
-	sized *atomic.Int64
+	dir    string
+	root   *Root
+	sized  *atomic.Int64 // Size calls
+	opened *atomic.Int64 // streams described (lookups, first opens)
 }
 
 func streamSize(child, parent *btrfsread.Subvolume) int64 {
@@ -103,8 +105,9 @@ func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 		}
 		t.Skipf("needs /dev/fuse: %v", err)
 	}
-	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64)}
+	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64)}
 	open := func(child, parent *btrfsread.Subvolume) (pairStream, error) {
+		m.opened.Add(1)
 		key := fmt.Sprint(child.ID)
 		if parent != nil {
 			key += fmt.Sprint("-", parent.ID)
@@ -219,6 +222,41 @@ func TestStreamFile(t *testing.T) {
 		if end := min(off+int64(len(buf)), int64(len(want))); !bytes.Equal(buf[:n], want[off:end]) || (err != nil && err != io.EOF) {
 			t.Fatalf("ReadAt(%d, %d) = %d, %v", len(buf), off, n, err)
 		}
+	}
+}
+
+// TestStreamReleased: the stream (and the index a reader builds) is shared
+// by the open handles and let go with the last close, not kept as long as
+// the kernel caches the node.
+func TestStreamReleased(t *testing.T) {
+	m := mountTest(t, "", false)
+	path := filepath.Join(m.dir, "snapshots/b/full.stream")
+	f1, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One description for the lookup, one shared by both opens.
+	if n := m.opened.Load(); n != 2 {
+		t.Errorf("%d streams described for a lookup and two opens, want 2", n)
+	}
+	f1.Close()
+	f2.Close()
+	// RELEASE reaches the server after close returns: reopen until the
+	// stream is described anew.
+	for deadline := time.Now().Add(5 * time.Second); m.opened.Load() == 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream is still held 5s after the last close")
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

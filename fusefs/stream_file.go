@@ -20,11 +20,15 @@ type streamFile struct {
 	r     *Root
 	ino   uint64
 	label string // path in the mount, for log lines
-	child *snapshot
-	s     pairStream
+	pair  pair
 	size  int64
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// active serves the open handles, which share its command index; it
+	// is dropped with the last close, so that the kernel keeping the node
+	// cached does not keep a metadata-sized index in memory.
+	active    pairStream
+	opens     int
 	lastError string // the cause last logged, so a failing range logs once
 }
 
@@ -36,10 +40,10 @@ const streamBlockSize = 1 << 20
 // nil) and computes its size.
 func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node, syscall.Errno) {
 	p := pair{child: child, parent: parent}
-	f := &streamFile{r: r, ino: p.ino(), label: p.label(), child: child}
-	var err error
-	if f.s, err = r.openPair(p); err == nil {
-		f.size, err = r.sizes.size(ctx, f.s)
+	f := &streamFile{r: r, ino: p.ino(), label: p.label(), pair: p}
+	s, err := r.openPair(p)
+	if err == nil {
+		f.size, err = r.sizes.size(ctx, s)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -62,7 +66,7 @@ func (f *streamFile) fillAttr(out *fuse.Attr) {
 	// the file for sparse.
 	out.Blksize = streamBlockSize
 	out.Blocks = (out.Size + 511) / 512
-	f.r.fillCommon(out, creationTime(f.child.sv))
+	f.r.fillCommon(out, creationTime(f.pair.child.sv))
 }
 
 func (f *streamFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -75,8 +79,12 @@ func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 	return syscall.EROFS
 }
 
-// streamHandle is one open of a stream file.
-type streamHandle struct{ r io.ReaderAt }
+// streamHandle is one open of a stream file, with its own reader (and so
+// its own read-ahead cursor).
+type streamHandle struct {
+	f *streamFile
+	r io.ReaderAt
+}
 
 // writeFlags are the open flags that would modify the file.
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_CREAT
@@ -87,14 +95,50 @@ func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 	if flags&writeFlags != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	// The reader's index is shared by every open of the stream, so it is
-	// built under the mount's context, not this request's.
-	r, err := f.s.NewReader(f.r.ctx)
+	s, err := f.acquire()
 	if err != nil {
 		f.logFailure("stream open failed", err)
 		return nil, 0, syscall.EIO
 	}
-	return &streamHandle{r: r}, fuse.FOPEN_KEEP_CACHE, 0
+	// The index is shared by every open of the stream, so it is built
+	// under the mount's context, not this request's.
+	r, err := s.NewReader(f.r.ctx)
+	if err != nil {
+		f.release()
+		f.logFailure("stream open failed", err)
+		return nil, 0, syscall.EIO
+	}
+	return &streamHandle{f: f, r: r}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// acquire returns the stream the open handles share, describing it for
+// the first one.
+func (f *streamFile) acquire() (pairStream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active == nil {
+		s, err := f.r.openPair(f.pair)
+		if err != nil {
+			return nil, err
+		}
+		f.active = s
+	}
+	f.opens++
+	return f.active, nil
+}
+
+// release undoes acquire; the last one lets the stream go.
+func (f *streamFile) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.opens--; f.opens == 0 {
+		f.active = nil
+	}
+}
+
+func (h *streamHandle) Release(ctx context.Context) syscall.Errno {
+	h.f.release()
+	return 0
 }
 
 // Read fills dest from the stream at off; a short result only at the end.
