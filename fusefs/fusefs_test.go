@@ -25,10 +25,11 @@ import (
 // fakeStream is size bytes of a sequence seeded by key. Reads overlapping
 // bad fail.
 type fakeStream struct {
-	key   string
-	size  int64
-	bad   [2]int64 // [from, to) that fails to read; empty when equal
-	sized *atomic.Int64
+	key     string
+	size    int64
+	bad     [2]int64 // [from, to) that fails to read; empty when equal
+	sized   *atomic.Int64
+	readers *atomic.Int64
 }
 
 func (s *fakeStream) Size(context.Context) (int64, error) {
@@ -37,6 +38,7 @@ func (s *fakeStream) Size(context.Context) (int64, error) {
 }
 func (s *fakeStream) CacheKey() string { return s.key }
 func (s *fakeStream) NewReader(context.Context) (io.ReaderAt, error) {
+	s.readers.Add(1)
 	return s, nil
 }
 
@@ -84,10 +86,11 @@ func testSubvols() []*btrfsread.Subvolume {
 }
 
 type testMount struct {
-	dir    string
-	root   *Root
-	sized  *atomic.Int64 // Size calls
-	opened *atomic.Int64 // streams described (lookups, first opens)
+	dir     string
+	root    *Root
+	sized   *atomic.Int64 // Size calls
+	opened  *atomic.Int64 // streams described (lookups, first opens)
+	readers *atomic.Int64 // NewReader calls
 }
 
 func streamSize(child, parent *btrfsread.Subvolume) int64 {
@@ -105,14 +108,14 @@ func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 		}
 		t.Skipf("needs /dev/fuse: %v", err)
 	}
-	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64)}
+	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64), readers: new(atomic.Int64)}
 	open := func(child, parent *btrfsread.Subvolume) (pairStream, error) {
 		m.opened.Add(1)
 		key := fmt.Sprint(child.ID)
 		if parent != nil {
 			key += fmt.Sprint("-", parent.ID)
 		}
-		s := &fakeStream{key: key, size: streamSize(child, parent), sized: m.sized}
+		s := &fakeStream{key: key, size: streamSize(child, parent), sized: m.sized, readers: m.readers}
 		if child.ID == 260 && parent == nil {
 			s.bad = [2]int64{2 << 20, 2<<20 + 1}
 		}
@@ -239,9 +242,13 @@ func TestStreamReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One description for the lookup, one shared by both opens.
+	// One description for the lookup, one shared by both opens; no reader
+	// before a read.
 	if n := m.opened.Load(); n != 2 {
 		t.Errorf("%d streams described for a lookup and two opens, want 2", n)
+	}
+	if n := m.readers.Load(); n != 0 {
+		t.Errorf("%d readers made by opens without reads, want 0", n)
 	}
 	f1.Close()
 	f2.Close()

@@ -80,17 +80,30 @@ func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 }
 
 // streamHandle is one open of a stream file, with its own reader (and so
-// its own read-ahead cursor).
+// its own read-ahead cursor). The reader, and the command index behind it,
+// is built by the first READ that reaches us: a reopened file whose first
+// pages are still cached (a file manager sniffing types again) costs
+// nothing.
 type streamHandle struct {
-	f *streamFile
-	r io.ReaderAt
+	f    *streamFile
+	s    pairStream
+	once sync.Once
+	r    io.ReaderAt
+	err  error
+}
+
+func (h *streamHandle) reader() (io.ReaderAt, error) {
+	// The index is shared by every open of the stream, so it is built
+	// under the mount's context, not a request's.
+	h.once.Do(func() { h.r, h.err = h.s.NewReader(h.f.r.ctx) })
+	return h.r, h.err
 }
 
 // writeFlags are the open flags that would modify the file.
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND | syscall.O_CREAT
 
-// Open prepares random access. The bytes are deterministic, so the page
-// cache may outlive the open (KEEP_CACHE).
+// Open refuses writes and attaches the handle to the stream. The bytes are
+// deterministic, so the page cache may outlive the open (KEEP_CACHE).
 func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&writeFlags != 0 {
 		return nil, 0, syscall.EROFS
@@ -100,15 +113,7 @@ func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 		f.logFailure("stream open failed", err)
 		return nil, 0, syscall.EIO
 	}
-	// The index is shared by every open of the stream, so it is built
-	// under the mount's context, not this request's.
-	r, err := s.NewReader(f.r.ctx)
-	if err != nil {
-		f.release()
-		f.logFailure("stream open failed", err)
-		return nil, 0, syscall.EIO
-	}
-	return &streamHandle{f: f, r: r}, fuse.FOPEN_KEEP_CACHE, 0
+	return &streamHandle{f: f, s: s}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // acquire returns the stream the open handles share, describing it for
@@ -150,16 +155,29 @@ func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, of
 	if off >= f.size || off < 0 {
 		return fuse.ReadResultData(nil), 0
 	}
-	want := min(int64(len(dest)), f.size-off)
-	n, err := h.r.ReadAt(dest[:want], off)
-	if int64(n) == want && (err == nil || errors.Is(err, io.EOF)) {
-		return fuse.ReadResultData(dest[:n]), 0
+	p := dest[:min(int64(len(dest)), f.size-off)]
+	if err := h.readFull(p, off); err != nil {
+		f.logFailure("stream read failed", err, "offset", off, "length", len(p))
+		return nil, syscall.EIO
 	}
-	if err == nil {
-		err = io.ErrUnexpectedEOF
+	return fuse.ReadResultData(p), 0
+}
+
+// readFull fills p from off, all of it or an error: the size is exact, so
+// a short read is a failure too.
+func (h *streamHandle) readFull(p []byte, off int64) error {
+	r, err := h.reader()
+	if err != nil {
+		return err
 	}
-	f.logFailure("stream read failed", err, "offset", off, "length", want)
-	return nil, syscall.EIO
+	n, err := r.ReadAt(p, off)
+	switch {
+	case n == len(p):
+		return nil
+	case err == nil || errors.Is(err, io.EOF):
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // logFailure logs one line for a cause, not one per request: readahead
