@@ -6,9 +6,6 @@ import (
 	"time"
 )
 
-// pair is one stream: child, incremental from parent unless nil.
-type pair struct{ child, parent *snapshot }
-
 // warmParents is how many parents of each snapshot Warm sizes, closest
 // first. Sizing every listed pair would cost O(snapshots²) (10,000 pairs for
 // 100 snapshots); the others are sized when their from/ is listed.
@@ -104,27 +101,4 @@ func (r *Root) computeSize(p pair) error {
 		r.log.Warn("stream size failed", "stream", p.label(), "err", err)
 	}
 	return err
-}
-
-func (r *Root) openPair(p pair) (pairStream, error) {
-	if p.parent == nil {
-		return r.open(p.child.sv, nil)
-	}
-	return r.open(p.child.sv, p.parent.sv)
-}
-
-// label is the stream's path in the mount, for log lines.
-func (p pair) label() string {
-	if p.parent == nil {
-		return "snapshots/" + p.child.name + "/" + fullName
-	}
-	return "snapshots/" + p.child.name + "/" + fromName + "/" + p.parent.name + streamSuffix
-}
-
-// ino is the stream file's inode number.
-func (p pair) ino() uint64 {
-	if p.parent == nil {
-		return inodeNumber(kindFull, p.child.sv.ID, 0)
-	}
-	return inodeNumber(kindIncremental, p.child.sv.ID, p.parent.sv.ID)
 }
