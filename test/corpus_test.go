@@ -23,6 +23,9 @@ type scenario struct {
 	// been unmounted and mounted again, before the snapshot: btrfs then
 	// hands out the inode numbers that the change freed (inode number reuse).
 	reuse step
+	// describe, if set, is logged when the scenario fails (e.g. the
+	// operations a random scenario ran).
+	describe func() string
 	// dumpNote explains why our dump may differ from the kernel's for this
 	// scenario; without it a full send's dump must match command for command.
 	dumpNote string
@@ -43,6 +46,9 @@ type corpus struct {
 	// snapshot i to i+1.
 	fulls map[string][][]byte
 	incs  map[string][][]byte
+	// light checks only the incremental chains, each sent once (no full
+	// sends, no --size, determinism or dump checks): for many random pairs.
+	light bool
 }
 
 func snapName(sc scenario, i int) string { return fmt.Sprintf("snaps/%s.%d", sc.name, i) }
@@ -179,6 +185,9 @@ func checkCorpus(t *testing.T, c *corpus, scenarios []scenario) {
 			var k kernelCopies
 			t.Run("kernel", func(t *testing.T) { k = c.checkKernel(t, rk, sc) })
 			t.Run("sendfs", func(t *testing.T) { c.checkSendfs(t, ro, sc, k) })
+			if t.Failed() && sc.describe != nil {
+				t.Log(sc.describe())
+			}
 		})
 	}
 }
@@ -218,7 +227,7 @@ func (c *corpus) checkKernel(t *testing.T, r *receiver, sc scenario) kernelCopie
 		k.chain = append(k.chain, r.receive(t, s))
 		check(snapName(sc, i+1), k.chain[i+1])
 	}
-	if len(incs) > 0 {
+	if len(incs) > 0 && !c.light {
 		k.fulls = append(k.fulls, r.receive(t, fulls[1]))
 		check(snapName(sc, len(incs)), k.fulls[1])
 	}
@@ -234,6 +243,9 @@ func (c *corpus) checkKernel(t *testing.T, r *receiver, sc scenario) kernelCopie
 func (c *corpus) checkSendfs(t *testing.T, r *receiver, sc scenario, k kernelCopies) {
 	if len(sc.changes) > 0 {
 		t.Run("incremental", func(t *testing.T) { c.checkChain(t, r, sc, k) })
+	}
+	if c.light {
+		return
 	}
 	t.Run("full", func(t *testing.T) {
 		snaps := []int{0}
@@ -256,8 +268,10 @@ func (c *corpus) checkChain(t *testing.T, r *receiver, sc scenario, k kernelCopi
 		parent, child := snapName(sc, i), snapName(sc, i+1)
 		ours := c.send(t, child, parent)
 		checkSizeNotWorse(t, len(ours), len(kstream))
-		if d := diffDumps(dump(t, kstream), dump(t, ours)); d != nil {
-			t.Logf("%s → %s: dump differs from the kernel's (allowed for incrementals):\n%s", parent, child, strings.Join(d, "\n"))
+		if !c.light {
+			if d := diffDumps(dump(t, kstream), dump(t, ours)); d != nil {
+				t.Logf("%s → %s: dump differs from the kernel's (allowed for incrementals):\n%s", parent, child, strings.Join(d, "\n"))
+			}
 		}
 		got := r.receive(t, ours)
 		if _, ok := c.compare(t, child, got, k.quirks[child]); !ok {
@@ -327,6 +341,9 @@ func matchingPrefix(s string, prefixes []string) string {
 func (c *corpus) send(t *testing.T, child, parent string) []byte {
 	t.Helper()
 	ours := sendfsSend(t, c.fs.Images, child, parent)
+	if c.light {
+		return ours
+	}
 	if n, err := sendfsSize(t, c.fs.Images, child, parent); err != nil {
 		t.Errorf("sendfs send --size %s: %v", child, err)
 	} else if n != int64(len(ours)) {

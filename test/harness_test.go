@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestMain builds bin/sendfs once per test binary, into a temp dir that is
@@ -118,12 +120,27 @@ func run(t testing.TB, name string, args ...string) string {
 // command line and its stderr.
 func runErr(name string, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(name, args...)
+	cmd, cancel := command(name, args...)
+	defer cancel()
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return stdout.String(), fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(stderr.String(), 20))
 	}
 	return stdout.String(), nil
+}
+
+// commandTimeout bounds every command a test runs: a hung sendfs or
+// receive fails its test instead of reaching go test's timeout, which would
+// exit without running the cleanups (leaving mounts and loop devices).
+const commandTimeout = 10 * time.Minute
+
+// command is exec.Command killed after commandTimeout; call cancel once it
+// has run.
+func command(name string, args ...string) (cmd *exec.Cmd, cancel func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	cmd = exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 10 * time.Second
+	return cmd, cancel
 }
 
 // lastLines keeps the last n lines of s (error output can be long).

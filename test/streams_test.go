@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -106,9 +105,11 @@ func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 	for i, s := range streams {
 		before := dirNames(t, dir)
 		var stderr bytes.Buffer
-		cmd := exec.Command("btrfs", "receive", dir)
+		cmd, cancel := command("btrfs", "receive", dir)
 		cmd.Stdin, cmd.Stderr = bytes.NewReader(s), &stderr
-		if err := cmd.Run(); err != nil {
+		err := cmd.Run()
+		cancel()
+		if err != nil {
 			t.Fatalf("btrfs receive of stream %d/%d (%d bytes): %v\n%s", i+1, len(streams), len(s), err, lastLines(stderr.String(), 20))
 		}
 		var made []string
@@ -169,7 +170,8 @@ func receive(t testing.TB, streams ...[]byte) string {
 func dump(t testing.TB, stream []byte) []string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("btrfs", "receive", "--dump")
+	cmd, cancel := command("btrfs", "receive", "--dump")
+	defer cancel()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stream), &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("btrfs receive --dump: %v\n%s", err, lastLines(stderr.String(), 20))
