@@ -337,7 +337,8 @@ func matchingPrefix(s string, prefixes []string) string {
 }
 
 // send runs sendfs for a pair and checks what the CLI promises about the
-// stream: --size is exact and two runs give the same bytes.
+// stream: --size is exact and two runs give the same bytes; and that the
+// library serves any byte range of the same stream (checkRanges).
 func (c *corpus) send(t *testing.T, child, parent string) []byte {
 	t.Helper()
 	ours := sendfsSend(t, c.fs.Images, child, parent)
@@ -353,6 +354,7 @@ func (c *corpus) send(t *testing.T, child, parent string) []byte {
 	if string(again) != string(ours) {
 		t.Errorf("two sends of %s (parent %q) gave different bytes (%d and %d bytes)", child, parent, len(ours), len(again))
 	}
+	t.Run("ranges", func(t *testing.T) { checkRanges(t, c.fs.Images, child, parent, ours) })
 	return ours
 }
 
