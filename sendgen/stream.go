@@ -36,7 +36,6 @@ func (o Options) protocol() int {
 // not nil. It is safe for concurrent use.
 type Stream struct {
 	child, parent *btrfsread.Subvolume
-	opts          Options
 	enc           encoder
 	// gen runs the engine into out; tests replace it with a synthetic
 	// command sequence.
@@ -72,7 +71,7 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 			return nil, fmt.Errorf("sendgen: parent subvolume %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(parent))
 		}
 	}
-	s := &Stream{child: child, parent: parent, opts: opts, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
+	s := &Stream{child: child, parent: parent, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
 	s.gen = func(ctx context.Context, out emitter) error {
 		return run(ctx, child, parent, opts, out)
 	}
