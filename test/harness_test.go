@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	reapStale()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -191,6 +192,9 @@ func newFS(t testing.TB, opts fsOpts) *btrfsFS {
 	}
 	fs := &btrfsFS{Mnt: filepath.Join(dir, "mnt"), opts: opts}
 	if err := os.Mkdir(fs.Mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := markOwner(dir); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.destroy(t) })
