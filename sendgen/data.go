@@ -39,9 +39,13 @@ func appendData(cmd []byte, ref *DataRef, read func(*DataRef, []byte) error) ([]
 }
 
 // cmdBufSize fits any whole protocol-1 command, whose length (header, TLVs
-// and data) the kernel bounds by its 64 KiB send buffer; data commands
-// materialize into buffers of this size from bufPool.
-const cmdBufSize = 64 << 10
+// and data) the kernel bounds by its 64 KiB send buffer; pipeline buffers
+// start at this size. Later protocols' bigger commands grow them once, and
+// the pool keeps them up to maxPooledBuf.
+const (
+	cmdBufSize   = 64 << 10
+	maxPooledBuf = 256 << 10
+)
 
 var bufPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, cmdBufSize)
@@ -50,10 +54,10 @@ var bufPool = sync.Pool{New: func() any {
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
-// putBuf returns a buffer to the pool unless it grew beyond the usual size
-// (keeping one huge buffer alive for every rare big command is worse).
+// putBuf returns a buffer to the pool unless it grew beyond maxPooledBuf
+// (keeping a huge buffer alive for every rare big command is worse).
 func putBuf(b *[]byte) {
-	if cap(*b) > 2*cmdBufSize {
+	if cap(*b) > maxPooledBuf {
 		return
 	}
 	*b = (*b)[:0]

@@ -55,11 +55,14 @@ func checkRanges(t testing.TB, s *Stream, want []byte, n, maxLen int, rng *rand.
 // WriteTo output, for several chunk sizes (one byte per WRITE makes many
 // tiny runs; 49152 the kernel's).
 func TestReaderRanges(t *testing.T) {
-	for _, chunk := range []uint32{49152, 1000, 1} {
-		cmds := sampleCommands(chunk)
-		want := writeAll(t, synthStream(t, 1, cmds))
-		maxLen := 100 * int(chunk) // about a FUSE request's worth of commands
-		checkRanges(t, synthStream(t, 1, cmds), want, 1000, maxLen, rand.New(rand.NewPCG(uint64(chunk), 1)))
+	for _, tc := range []struct {
+		proto int
+		chunk uint32
+	}{{1, 49152}, {1, 1000}, {1, 1}, {2, 131072}} {
+		cmds := sampleCommands(tc.chunk)
+		want := writeAll(t, synthStream(t, tc.proto, cmds))
+		maxLen := 100 * int(tc.chunk) // about a FUSE request's worth of commands
+		checkRanges(t, synthStream(t, tc.proto, cmds), want, 1000, maxLen, rand.New(rand.NewPCG(uint64(tc.chunk), 1)))
 	}
 }
 

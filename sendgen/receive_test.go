@@ -71,6 +71,12 @@ func TestReceiveDumpParses(t *testing.T) {
 		}
 	}
 
+	// Protocol 2 frames DATA without a length; the parser must agree.
+	v2, stderr, err := receiveDump(t, writeAll(t, synthStream(t, 2, sampleCommands(131072))))
+	if err != nil || !strings.Contains(v2, "offset=0 len=131072") {
+		t.Errorf("protocol 2 stream: %v: %s\n%s", err, stderr, v2)
+	}
+
 	bad := bytes.Clone(stream)
 	bad[len(bad)/2] ^= 1
 	if _, stderr, err := receiveDump(t, bad); err == nil || !strings.Contains(strings.ToLower(stderr), "crc") {

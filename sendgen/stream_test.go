@@ -59,10 +59,14 @@ func TestCacheKey(t *testing.T) {
 // TestSizeAndWriteTo: counted size, pipelined output and the sequential
 // reference encoding agree, and two runs give the same bytes.
 func TestSizeAndWriteTo(t *testing.T) {
-	for _, chunk := range []uint32{49152, 1000, 1} {
+	for _, tc := range []struct {
+		proto int
+		chunk uint32
+	}{{1, 49152}, {1, 1000}, {1, 1}, {2, 131072}} {
+		proto, chunk := tc.proto, tc.chunk
 		cmds := sampleCommands(chunk)
-		want := encodeSequential(t, 1, cmds)
-		s := synthStream(t, 1, cmds)
+		want := encodeSequential(t, proto, cmds)
+		s := synthStream(t, proto, cmds)
 		size, err := s.Size(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -71,7 +75,7 @@ func TestSizeAndWriteTo(t *testing.T) {
 		if size != int64(len(got)) || !bytes.Equal(got, want) {
 			t.Fatalf("chunk %d: size %d, WriteTo %d bytes, sequential %d bytes, equal %v", chunk, size, len(got), len(want), bytes.Equal(got, want))
 		}
-		if again := writeAll(t, synthStream(t, 1, cmds)); !bytes.Equal(again, got) {
+		if again := writeAll(t, synthStream(t, proto, cmds)); !bytes.Equal(again, got) {
 			t.Fatalf("chunk %d: two runs differ", chunk)
 		}
 	}

@@ -21,10 +21,11 @@ var testUUID = btrfsread.UUID{0x6b, 0x1d, 0x0e, 0x3a, 0x52, 0x8f, 0x4c, 0x11, 0x
 func synthStream(t testing.TB, proto int, cmds []Command) *Stream {
 	t.Helper()
 	sv := &btrfsread.Subvolume{ID: 256, Path: "snap", Root: btrfsread.RootItem{Flags: btrfsread.RootSubvolReadOnly, UUID: testUUID, Generation: 9, CTransid: 8}}
-	s, err := NewStream(sv, nil, Options{Protocol: proto})
+	s, err := NewStream(sv, nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.enc.proto = proto // later protocols: the encoder is ready before the engine
 	s.read = patternRead
 	s.gen = func(ctx context.Context, out emitter) error {
 		var c Command
