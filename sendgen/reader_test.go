@@ -185,3 +185,27 @@ func TestPlanRetriesEngineErrors(t *testing.T) {
 		t.Fatalf("NewReader after the engine recovered: %v", err)
 	}
 }
+
+// TestReaderManyTinyCommands reads a stream of about 60,000 one-byte
+// WRITEs in one ReadAt: the cost per command must stay constant (an eviction scan per
+// command once made this quadratic, minutes instead of milliseconds).
+func TestReaderManyTinyCommands(t *testing.T) {
+	s := &synth{chunk: 1}
+	s.begin()
+	for i := range 60 {
+		// f's one-byte extents alternate data and zeros, each WRITE its own
+		// run; g's 980 WRITEs share one run.
+		s.file(300+uint64(i), "f", 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+		s.file(400+uint64(i), "g", 980)
+	}
+	s.end()
+	want := writeAll(t, synthStream(t, 1, s.cmds))
+	r, err := synthStream(t, 1, s.cmds).NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if n, err := r.ReadAt(got, 0); n != len(want) || err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ReadAt of the whole stream: %d of %d bytes, %v", n, len(want), err)
+	}
+}
