@@ -130,11 +130,16 @@ func (p *plan) find(off int64) int {
 
 // materialize encodes command i of the run in segment si, reading its data.
 func (p *plan) materialize(si, i int) ([]byte, error) {
-	run := p.segs[si].run
+	seg := &p.segs[si]
 	var ref DataRef
-	c := run.command(i, nil, &ref)
+	c := seg.run.command(i, nil, &ref)
 	buf := p.enc.appendPrefix(make([]byte, 0, p.enc.commandLen(&c)), &c)
-	return appendData(buf, &ref, p.read)
+	buf, err := appendData(buf, &ref, p.read)
+	if err == nil && int64(len(buf)) != cmdLenAt(seg, i) {
+		// Never serve bytes that would shift the rest of the stream.
+		return nil, fmt.Errorf("sendgen: data command at stream offset %d regenerated with %d bytes instead of %d", seg.off+int64(i)*seg.run.cmdLen, len(buf), cmdLenAt(seg, i))
+	}
+	return buf, err
 }
 
 // getPlan returns the stream's plan, building it on first use. A failed
