@@ -12,7 +12,8 @@ import (
 // hands data commands (their prefix encoded, data not yet read) to a pool of
 // workers; the calling goroutine writes chunks in stream order, waiting for
 // each data command's worker. Both queues are bounded, so at most about
-// 2*pipelineDepth chunks of at most cmdBufSize bytes are in flight.
+// 2*pipelineDepth chunks are in flight: about 4 MiB in protocol 1, where a
+// chunk holds at most about cmdBufSize bytes.
 const (
 	pipelineDepth = 32
 	metaBatchSize = cmdBufSize / 2 // flush metadata to the writer at this size
@@ -52,9 +53,9 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 }
 
 // WriteTo writes the whole stream to w, reading file data on a pool of
-// workers ahead of the writer. progress, if not nil, is called with the
-// total bytes written so far. On error the bytes written so far are not a
-// valid stream.
+// workers ahead of the writer. progress, if not nil, is called from the
+// calling goroutine with the total bytes written so far. On error the bytes
+// written so far are not a valid stream.
 func (s *Stream) WriteTo(ctx context.Context, w io.Writer, progress func(int64)) (int64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
