@@ -168,6 +168,13 @@ func fullCorpus() []scenario {
 			writeFile(t, j(d, "1"), []byte("1"))
 			writeFile(t, j(d, "compressible-3000"), patterned(3000, 5))
 		}),
+		full("inline-then-extents", func(t testing.TB, d string) {
+			// A clone beyond EOF keeps the inline extent at offset 0 and puts
+			// regular extents after it: a layout writes never make.
+			writeFile(t, j(d, "src"), random(256<<10, 26))
+			writeFile(t, j(d, "f"), random(100, 27))
+			reflink(t, j(d, "src"), j(d, "f"), 4096, 65536, 143360)
+		}),
 		full("inline-limit", func(t testing.TB, d string) {
 			for _, n := range []int{2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193} {
 				writeFile(t, j(d, fmt.Sprint(n)), random(n, uint64(n)))

@@ -84,6 +84,14 @@ func incrementalCorpus() []scenario {
 		inc("rewrite-same-bytes", base, func(t testing.TB, d string) { writeFile(t, j(d, "big"), random(1<<20, 3)) }),
 		inc("inline-grows", base, func(t testing.TB, d string) { writeAt(t, j(d, "a", "b", "c", "f3"), 18, random(100000, 104)) }),
 		inc("inline-changes", base, func(t testing.TB, d string) { writeAt(t, j(d, "a", "b", "c", "f3"), 2, []byte("XY")) }),
+		inc("inline-truncated-up", base, func(t testing.TB, d string) { mustTruncate(t, j(d, "a", "b", "c", "f3"), 100000) }),
+		inc("inline-cloned", base, func(t testing.TB, d string) { reflink(t, j(d, "a", "b", "c", "f3"), j(d, "f3-clone"), 0, 0, 0) }),
+		inc("inline-fallocated-beyond", base, func(t testing.TB, d string) { fallocate(t, j(d, "a", "b", "c", "f3"), 4096, 8192, false) }),
+		inc("inline-then-clone-beyond-eof", base, func(t testing.TB, d string) {
+			// The inline extent stays at offset 0, regular extents follow it.
+			reflink(t, j(d, "big"), j(d, "a", "b", "c", "f3"), 4096, 212992, 143360)
+		}),
+		inc("inline-gets-xattr", base, func(t testing.TB, d string) { setXattr(t, j(d, "a", "b", "c", "f3"), "user.x", []byte("1")) }),
 		inc("compressed-change", base, func(t testing.TB, d string) { writeAt(t, j(d, "zstd", "zf"), 500000, patterned(70000, 105)) }),
 		inc("one-byte-of-32m", func(t testing.TB, d string) { writeFile(t, j(d, "huge"), random(32<<20, 106)) },
 			func(t testing.TB, d string) { writeAt(t, j(d, "huge"), 20<<20+5, []byte{0xAA}) }),
