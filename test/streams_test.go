@@ -224,12 +224,28 @@ func diffDumps(kernel, ours []string) []string {
 			diff = append(diff, "  "+who+": "+l)
 		}
 	}
-	show("kernel", k[pre:len(k)-suf])
-	show("ours  ", o[pre:len(o)-suf])
-	onlyK, onlyO := multisetDiff(k[pre:len(k)-suf], o[pre:len(o)-suf])
+	kmid, omid := k[pre:len(k)-suf], o[pre:len(o)-suf]
+	if len(kmid) == len(omid) {
+		// Same length: list only the commands that differ, side by side.
+		shown := 0
+		for i := range kmid {
+			if kmid[i] == omid[i] {
+				continue
+			}
+			if shown++; shown > maxLines {
+				diff = append(diff, "  ... more")
+				break
+			}
+			diff = append(diff, fmt.Sprintf("  command %d kernel: %s", pre+i+1, kmid[i]), fmt.Sprintf("  command %d ours  : %s", pre+i+1, omid[i]))
+		}
+	} else {
+		show("kernel", kmid)
+		show("ours  ", omid)
+	}
+	onlyK, onlyO := multisetDiff(kmid, omid)
 	if len(onlyK) == 0 && len(onlyO) == 0 {
 		diff = append(diff, "  same commands in a different order")
-	} else {
+	} else if len(kmid) != len(omid) {
 		diff = append(diff, fmt.Sprintf("  as sets: %d commands only in kernel's, %d only in ours", len(onlyK), len(onlyO)))
 		show("only kernel", onlyK)
 		show("only ours  ", onlyO)
