@@ -102,3 +102,36 @@ func TestKernelRoundTripSmoke(t *testing.T) {
 		t.Error("diffDumps found no difference between two different streams")
 	}
 }
+
+// TestDiffDumps checks what diffDumps treats as equal and how it reports
+// differences (no root needed).
+func TestDiffDumps(t *testing.T) {
+	k := []string{
+		"subvol          ./s                  uuid=u transid=7",
+		"mkfile          ./s/o257-7-0",
+		"rename          ./s/o257-7-0         dest=./s/a",
+		"utimes          ./s/a                atime=1 mtime=2 ctime=3",
+	}
+	same := []string{
+		"subvol ./s uuid=u transid=7",
+		"mkfile ./s/o257-7-3",
+		"rename ./s/o257-7-3 dest=./s/a",
+		"utimes ./s/a atime=1 mtime=2 ctime=3",
+	}
+	if d := diffDumps(k, same); d != nil {
+		t.Errorf("padding and orphan indexes should not count: %q", d)
+	}
+	other := append([]string{}, same...)
+	other[1], other[2] = "mkfile ./s/o258-7-0", "rename ./s/o258-7-0 dest=./s/a"
+	d := strings.Join(diffDumps(k, other), "\n")
+	if !strings.Contains(d, "command 2 kernel: mkfile ./s/o257-7-N") || !strings.Contains(d, "command 2 ours  : mkfile ./s/o258-7-N") {
+		t.Errorf("another orphan inode must differ, pairwise:\n%s", d)
+	}
+	swapped := []string{same[0], same[1], same[3], same[2]}
+	if d := strings.Join(diffDumps(k, swapped), "\n"); !strings.Contains(d, "different order") {
+		t.Errorf("a reordering should be named:\n%s", d)
+	}
+	if d := strings.Join(diffDumps(k, same[:3]), "\n"); !strings.Contains(d, "kernel 4 commands, ours 3") || !strings.Contains(d, "only kernel: utimes") {
+		t.Errorf("a missing command should be listed:\n%s", d)
+	}
+}
