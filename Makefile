@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
 SEEDS     ?= 2000
-APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3
+APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time
 
 .PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz bench demo soak clean
 
@@ -16,7 +16,8 @@ build:
 # deps installs the tools the kernel-oracle tests run, when they are missing.
 deps:
 	@if ! command -v mkfs.btrfs >/dev/null || ! command -v setfacl >/dev/null || \
-	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null; then \
+	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null || \
+	    ! [ -x /usr/bin/time ]; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PKGS); \
 	fi
@@ -48,9 +49,10 @@ fuzz:
 		done; \
 	done
 
-# bench prints sendfs against the kernel's btrfs send (see test/).
+# bench runs every Go benchmark once: test/ prints sendfs against the
+# kernel (send, FUSE), btrfsread and sendgen their own.
 bench: deps build
-	$(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./...
 
 # demo runs the main job on a bundled image (filled in by the CLI work).
 demo: deps build
