@@ -21,6 +21,19 @@ func readData(ref *DataRef, p []byte) error {
 	if ref.Subvol == nil {
 		return errors.New("sendgen: data reference without a subvolume")
 	}
+	// An inline extent is sent up to i_size, which may lie past its data
+	// (the file was extended by truncate): the rest reads as zeros.
+	if avail := ref.Extent.Len(); ref.Offset+uint64(len(p)) > avail {
+		n := uint64(0)
+		if ref.Offset < avail {
+			n = avail - ref.Offset
+		}
+		clear(p[n:])
+		p = p[:n]
+		if n == 0 {
+			return nil
+		}
+	}
 	dc := btrfsread.DataContext{Subvol: ref.Subvol.ID, Ino: ref.Ino, FileOffset: ref.FileOffset}
 	return ref.Subvol.FS().ReadExtent(dc, &ref.Extent, p, ref.Offset)
 }

@@ -36,15 +36,7 @@ func (s *sendCtx) cloneRoots() []*btrfsread.Subvolume {
 	if s.parent != nil {
 		roots = append(roots, s.parent)
 	}
-	slices.SortFunc(roots, func(a, b *btrfsread.Subvolume) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(roots, func(a, b *btrfsread.Subvolume) int { return cmpUint(a.ID, b.ID) })
 	return roots
 }
 
@@ -107,8 +99,11 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 			best[c.root.ID] = &cloneSource{root: c.root, ino: c.ino, offset: srcOff, numBytes: c.fe.NumBytes}
 		}
 	}
+	// Across roots the kernel keeps the first perfect candidate its
+	// backref walk meets, which in practice is the send root's: prefer it
+	// on ties, then the other roots by id.
 	var found *cloneSource
-	for _, r := range roots {
+	for _, r := range append([]*btrfsread.Subvolume{s.send}, roots...) {
 		if c := best[r.ID]; c != nil && (found == nil || c.numBytes > found.numBytes) {
 			found = c
 			if c.numBytes >= extentLen {
@@ -175,7 +170,35 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 			}
 		}
 	}
+	// The kernel's backref walk meets the items of a leaf from the last to
+	// the first and keeps the first best candidate: visit candidates in
+	// that order, the send root's first.
+	slices.SortStableFunc(cands, func(a, b candidateItem) int {
+		if (a.root == s.send) != (b.root == s.send) {
+			if a.root == s.send {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.root.ID != b.root.ID:
+			return cmpUint(a.root.ID, b.root.ID)
+		case a.ino != b.ino:
+			return cmpUint(b.ino, a.ino)
+		}
+		return cmpUint(b.key, a.key)
+	})
 	return cands, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // maxExtentSpan bounds how far past a backref's offset its items can start:

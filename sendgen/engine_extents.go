@@ -1,6 +1,8 @@
 package sendgen
 
 import (
+	"fmt"
+
 	"sendfs/btrfsread"
 )
 
@@ -74,8 +76,11 @@ func (s *sendCtx) sendWriteOrClone(off uint64, fe *btrfsread.FileExtent, src *cl
 	if off >= end {
 		return nil
 	}
-	var err error
-	if src != nil && end%s.sectorSize == 0 {
+	clone, err := s.canCloneRange(src, off, end)
+	if err != nil {
+		return err
+	}
+	if clone {
 		err = s.cloneRange(src, off, fe, off, end-off)
 	} else {
 		err = s.sendExtentData(off, fe, off, end-off)
@@ -85,6 +90,35 @@ func (s *sendCtx) sendWriteOrClone(off uint64, fe *btrfsread.FileExtent, src *cl
 	}
 	s.curNextWriteOffset = end
 	return nil
+}
+
+// canCloneRange decides whether [off, end) may be cloned from src: the
+// receiver's reflink needs a sector-aligned end, or an end at the i_size of
+// both files (kernel 6.11+). For the latter an existing file is first
+// truncated to off, so that the clone ends at its current EOF.
+func (s *sendCtx) canCloneRange(src *cloneSource, off, end uint64) (bool, error) {
+	if src == nil {
+		return false, nil
+	}
+	if end%s.sectorSize == 0 {
+		return true, nil
+	}
+	if end != s.curSize {
+		return false, nil
+	}
+	srcInode, err := src.root.Inode(src.ino)
+	if err != nil {
+		return false, fmt.Errorf("clone source inode %d: %w", src.ino, err)
+	}
+	if src.offset+(end-off) != srcInode.Size {
+		return false, nil
+	}
+	if s.parent != nil {
+		if err := s.sendTruncate(s.curIno, s.curGen, off); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // sendExtentData sends [offset, offset+length) of the file, whose data lies
@@ -145,24 +179,32 @@ func (s *sendCtx) sendHole(end uint64) error {
 // isExtentUnchanged reports whether the parent's extent items covering the
 // same file range point to the same data (same disk extent, offsets and
 // generation), so nothing needs to be sent. It follows the kernel's
-// is_extent_unchanged case by case.
+// is_extent_unchanged case by case, including its conservative answer when
+// the parent has a gap right after the matched items, so that streams stay
+// identical to the kernel's.
 func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (bool, error) {
 	if left.Type != btrfsread.ExtentReg {
 		return false, nil
 	}
 	leftEnd := off + left.NumBytes
 	leftIsHole := left.DiskBytenr == 0
-	var result, first = false, true
-	var pos uint64 // end of the parent extents matched so far
+	result, first := false, true
+	var prevEnd uint64 // end of the last matched parent item
 	err := s.parent.Extents(s.curIno, off, func(k uint64, right *btrfsread.FileExtent) error {
 		if first && k > off {
 			// Nothing in the parent covers off.
 			result = leftIsHole
-			first = false
 			return btrfsread.ErrStopWalk
 		}
-		if !first && k != pos {
-			return btrfsread.ErrStopWalk // a gap in the parent
+		if !first {
+			if k != prevEnd {
+				result = false // a gap in the parent
+				return btrfsread.ErrStopWalk
+			}
+			if k >= leftEnd {
+				result = true
+				return btrfsread.ErrStopWalk
+			}
 		}
 		if right.Type != btrfsread.ExtentReg && right.Type != btrfsread.ExtentInline {
 			return btrfsread.ErrStopWalk
@@ -174,7 +216,6 @@ func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (boo
 		if first && k+rightLen <= off {
 			// The parent's last extent ends before ours: the file grew.
 			result = leftIsHole
-			first = false
 			return btrfsread.ErrStopWalk
 		}
 		first = false
@@ -190,11 +231,8 @@ func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (boo
 		if left.DiskBytenr != right.DiskBytenr || leftOffset != rightOffset || left.Generation != right.Generation {
 			return btrfsread.ErrStopWalk
 		}
-		pos = k + rightLen
-		if pos >= leftEnd {
-			result = true
-			return btrfsread.ErrStopWalk
-		}
+		prevEnd = k + rightLen
+		result = prevEnd >= leftEnd // if no item follows
 		return nil
 	})
 	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
