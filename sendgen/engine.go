@@ -37,7 +37,8 @@ type sendCtx struct {
 	curDeleted, ignore  bool
 	curLastExtent       uint64 // end of the last extent seen; unknownOffset when unknown
 	curNextWriteOffset  uint64
-	curHaveRefsOrXattrs bool
+	// curInodePath caches the current inode's path (nil: not known).
+	curInodePath []byte
 
 	// sendProgress: the receiver has processed every inode below it.
 	sendProgress uint64
@@ -215,6 +216,7 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 	s.curLastExtent = unknownOffset
 	s.curNextWriteOffset = 0
 	s.ignore = false
+	s.curInodePath = nil
 	s.sendProgress = s.curIno
 
 	var left, right btrfsread.InodeItem

@@ -97,13 +97,13 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 		cur := best[c.root.ID]
 		if cur == nil || c.fe.NumBytes > cur.numBytes {
 			best[c.root.ID] = &cloneSource{root: c.root, ino: c.ino, offset: srcOff, numBytes: c.fe.NumBytes}
+			if c.fe.NumBytes >= extentLen {
+				break // a perfect candidate ends the kernel's backref walk
+			}
 		}
 	}
-	// Across roots the kernel keeps the first perfect candidate its
-	// backref walk meets, which in practice is the send root's: prefer it
-	// on ties, then the other roots by id.
 	var found *cloneSource
-	for _, r := range append([]*btrfsread.Subvolume{s.send}, roots...) {
+	for _, r := range roots {
 		if c := best[r.ID]; c != nil && (found == nil || c.numBytes > found.numBytes) {
 			found = c
 			if c.numBytes >= extentLen {

@@ -309,7 +309,25 @@ func errDirLoop(ino uint64) error {
 
 // curPath returns the path of (ino, gen) as the receiver sees it at this
 // point of the stream (the kernel's get_cur_path).
+//
+// The current inode's path is cached from its first computation until a
+// rename, unlink or orphanization changes it (kernel 6.15+, backported to
+// 6.6): with hard links the cached name can differ from the first ref, and
+// the stream keeps using it, as the kernel's does.
 func (s *sendCtx) curPath(ino, gen uint64) ([]byte, error) {
+	isCur := ino == s.curIno && gen == s.curGen
+	if isCur && s.curInodePath != nil {
+		return s.curInodePath, nil
+	}
+	p, err := s.computePath(ino, gen)
+	if err == nil && isCur {
+		s.curInodePath = p
+	}
+	return p, err
+}
+
+// computePath walks from (ino, gen) up to the subvolume root.
+func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 	var comps [][]byte
 	for depth := 0; ino != btrfsread.FirstFreeObjectID; depth++ {
 		if depth > maxPathDepth {

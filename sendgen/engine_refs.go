@@ -143,7 +143,23 @@ func (s *sendCtx) orphanize(ino, gen uint64, path []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.sendRename(path, orphan)
+	if err := s.sendRename(path, orphan); err != nil {
+		return err
+	}
+	if ino == s.curIno && gen == s.curGen {
+		s.curInodePath = orphan
+	}
+	return nil
+}
+
+// renameCurrentInode moves the current inode from one path to another and
+// remembers the new path.
+func (s *sendCtx) renameCurrentInode(from, to []byte) error {
+	if err := s.sendRename(from, to); err != nil {
+		return err
+	}
+	s.curInodePath = to
+	return nil
 }
 
 // refreshRefPath recomputes a recorded ref's path after a directory on it
@@ -236,6 +252,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		}
 		if anc {
 			orphanizedAncestor = true
+			s.curInodePath = nil
 			if validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
 				return false, err
 			}
@@ -291,13 +308,13 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		}
 		switch {
 		case isOrphan && canRename:
-			if err := s.sendRename(validPath, cur.path); err != nil {
+			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
 				return false, err
 			}
 			isOrphan = false
 			validPath = cur.path
 		case canRename && isDir(s.curMode):
-			if err := s.sendRename(validPath, cur.path); err != nil {
+			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
 				return false, err
 			}
 			validPath = cur.path
@@ -348,6 +365,9 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 				}
 				if err := s.sendUnlink(cur.path); err != nil {
 					return false, err
+				}
+				if bytes.HasPrefix(cur.path, s.curInodePath) {
+					s.curInodePath = nil
 				}
 			}
 			checkDirs = append(checkDirs, cur)
