@@ -30,13 +30,13 @@ type sendCtx struct {
 
 	// The inode being processed (values of the deleted inode when
 	// curDeleted).
-	curIno, curGen      uint64
-	curSize, curMode    uint64
-	curRdev             uint64
-	curNew, curNewGen   bool
-	curDeleted, ignore  bool
-	curLastExtent       uint64 // end of the last extent seen; unknownOffset when unknown
-	curNextWriteOffset  uint64
+	curIno, curGen     uint64
+	curSize, curMode   uint64
+	curRdev            uint64
+	curNew, curNewGen  bool
+	curDeleted, ignore bool
+	curLastExtent      uint64 // end of the last extent seen; unknownOffset when unknown
+	curNextWriteOffset uint64
 	// curInodePath caches the current inode's path (nil: not known).
 	curInodePath []byte
 
