@@ -12,13 +12,14 @@ import (
 // scenario is a parent snapshot, one kind of change (or a chain of them) and
 // a child snapshot. Per scenario: the kernel's chain round-trips (validating
 // the scenario), and the kernel's full of the parent followed by our
-// incrementals rebuilds every child exactly.
+// incrementals rebuilds every child exactly; then the same backwards.
 func TestIncrementalSend(t *testing.T) {
 	requireRoot(t)
 	scenarios := incrementalCorpus()
 	scenarios = selectScenarios(t, scenarios)
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
+	t.Run("backwards", func(t *testing.T) { checkBackwards(t, c, scenarios) })
 }
 
 // baseTree is the parent state most incremental scenarios start from: every
