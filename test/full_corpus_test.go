@@ -93,6 +93,7 @@ func fullCorpus() []scenario {
 			setXattr(t, j(d, "f"), "user.empty", nil)
 			setXattr(t, j(d, "f"), "user.binary", []byte{0, 1, 2, 255, 0})
 			setXattr(t, j(d, "f"), "user.big", random(3900, 1))
+			setXattr(t, j(d, "f"), "user.near-max", random(16000, 2)) // close to what a 16 KiB leaf holds
 			setXattr(t, j(d, "f"), "user."+strings.Repeat("n", 200), []byte("long name"))
 			mustMkdir(t, j(d, "dir"))
 			setXattr(t, j(d, "dir"), "user.dir", []byte("on a dir"))

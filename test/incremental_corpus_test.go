@@ -146,6 +146,24 @@ func incrementalCorpus() []scenario {
 			}
 		}),
 		inc("xattr-on-dir", base, func(t testing.TB, d string) { setXattr(t, j(d, "a"), "user.dir", []byte("d")) }),
+		inc("root-xattr-mode-times", base, func(t testing.TB, d string) {
+			setXattr(t, d, "user.root", []byte("r"))
+			mustChmod(t, d, 0o750)
+			setTimes(t, d, ts(100, 1), ts(200, 2))
+		}),
+		inc("nested-subvolume-added", base, func(t testing.TB, d string) {
+			run(t, "btrfs", "subvolume", "create", j(d, "a", "inner"))
+			writeFile(t, j(d, "a", "inner", "not-sent"), []byte("x"))
+			writeFile(t, j(d, "a", "sent"), []byte("y"))
+		}),
+		inc("nested-subvolume-removed", func(t testing.TB, d string) {
+			baseTree(t, d)
+			run(t, "btrfs", "subvolume", "create", j(d, "a", "inner"))
+			writeFile(t, j(d, "a", "inner", "f"), []byte("x"))
+		}, func(t testing.TB, d string) {
+			run(t, "btrfs", "subvolume", "delete", j(d, "a", "inner"))
+			mustMkdir(t, j(d, "a", "inner")) // a plain directory in its place
+		}),
 		inc("acl-change", func(t testing.TB, d string) {
 			writeFile(t, j(d, "f"), nil)
 			run(t, "setfacl", "-m", "u:1000:rw", j(d, "f"))
