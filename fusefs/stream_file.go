@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sync"
 	"syscall"
@@ -144,40 +143,6 @@ func (f *streamFile) release() {
 func (h *streamHandle) Release(ctx context.Context) syscall.Errno {
 	h.f.release()
 	return 0
-}
-
-// Read fills dest from the stream at off; a short result only at the end.
-func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := fh.(*streamHandle)
-	if !ok {
-		return nil, syscall.EBADF
-	}
-	if off >= f.size || off < 0 {
-		return fuse.ReadResultData(nil), 0
-	}
-	p := dest[:min(int64(len(dest)), f.size-off)]
-	if err := h.readFull(p, off); err != nil {
-		f.logFailure("stream read failed", err, "offset", off, "length", len(p))
-		return nil, syscall.EIO
-	}
-	return fuse.ReadResultData(p), 0
-}
-
-// readFull fills p from off, all of it or an error: the size is exact, so
-// a short read is a failure too.
-func (h *streamHandle) readFull(p []byte, off int64) error {
-	r, err := h.reader()
-	if err != nil {
-		return err
-	}
-	n, err := r.ReadAt(p, off)
-	switch {
-	case n == len(p):
-		return nil
-	case err == nil || errors.Is(err, io.EOF):
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // logFailure logs one line for a cause, not one per request: readahead

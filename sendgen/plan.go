@@ -128,16 +128,18 @@ func (p *plan) find(off int64) int {
 	return sort.Search(len(p.segs), func(i int) bool { return p.segs[i].off > off }) - 1
 }
 
-// materialize encodes command i of the run in segment si, reading its data.
-func (p *plan) materialize(si, i int) ([]byte, error) {
+// encodeCmd encodes command i of the run in segment si, reading its data,
+// into buf[:0]: in place when buf has the capacity, which the caller
+// bounds to keep the command from running over what follows it.
+func (p *plan) encodeCmd(buf []byte, si, i int) ([]byte, error) {
 	seg := &p.segs[si]
 	var ref DataRef
-	c := seg.run.command(i, nil, &ref)
-	buf := p.enc.appendPrefix(make([]byte, 0, p.enc.commandLen(&c)), &c)
-	buf, err := appendData(buf, &ref, p.read)
+	var attrs [64]byte
+	c := seg.run.command(i, attrs[:0], &ref)
+	buf, err := appendData(p.enc.appendPrefix(buf[:0], &c), &ref, p.read)
 	if err == nil && int64(len(buf)) != cmdLenAt(seg, i) {
 		// Never serve bytes that would shift the rest of the stream.
-		return nil, fmt.Errorf("sendgen: data command at stream offset %d regenerated with %d bytes instead of %d", seg.off+int64(i)*seg.run.cmdLen, len(buf), cmdLenAt(seg, i))
+		return buf, fmt.Errorf("sendgen: data command at stream offset %d regenerated with %d bytes instead of %d", seg.off+int64(i)*seg.run.cmdLen, len(buf), cmdLenAt(seg, i))
 	}
 	return buf, err
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -208,4 +210,147 @@ func TestReaderManyTinyCommands(t *testing.T) {
 	if n, err := r.ReadAt(got, 0); n != len(want) || err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("ReadAt of the whole stream: %d of %d bytes, %v", n, len(want), err)
 	}
+}
+
+// windowCommands is a stream of about 24 MiB whose block boundaries fall
+// inside data commands, between them and inside metadata.
+func windowCommands() []Command {
+	s := &synth{chunk: 49152}
+	s.begin()
+	for i := range 12 {
+		s.file(300+uint64(i), fmt.Sprintf("f%02d", i), uint64(i)*400_009+1, 77_777, 1<<20+uint64(i)*3)
+	}
+	s.end()
+	return s.cmds
+}
+
+// readPass reads r from start to its end in requests of size req through
+// ReadView, inFlight at once, each pair of neighbouring requests swapped
+// at random (the kernel's asynchronous readahead arrives slightly out of
+// order). It checks every request against want and that the window stays
+// bounded, and returns how many views were lent.
+func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight int, rng *rand.Rand) (lent int64) {
+	t.Helper()
+	var offs []int64
+	for off := start; off < r.Size(); off += int64(req) {
+		offs = append(offs, off)
+	}
+	for i := 0; i+1 < len(offs); i += 2 {
+		if rng.IntN(2) == 0 {
+			offs[i], offs[i+1] = offs[i+1], offs[i]
+		}
+	}
+	var lentN atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, inFlight)
+	for _, off := range offs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			v, err := r.ReadView(make([]byte, req), off)
+			if err != nil {
+				t.Errorf("ReadView at %d: %v", off, err)
+				return
+			}
+			defer v.Release()
+			if v.block != nil {
+				lentN.Add(1)
+			}
+			end := min(off+int64(req), int64(len(want)))
+			if !bytes.Equal(v.Data, want[off:end]) {
+				t.Errorf("ReadView(%d bytes at %d) differs from WriteTo", req, off)
+			}
+			r.win.mu.Lock()
+			n := len(r.win.blocks)
+			r.win.mu.Unlock()
+			if n > maxAhead+maxWindowRead/blockSize+1 {
+				t.Errorf("window holds %d blocks", n)
+			}
+		})
+	}
+	wg.Wait()
+	return lentN.Load()
+}
+
+// TestReaderWindow: sequential passes in FUSE-like requests, slightly out
+// of order, give the bytes of WriteTo: lent whole from the window when a
+// request lies in one block, copied when it spans blocks, read directly
+// when it is too big for the window.
+func TestReaderWindow(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
+	for _, tc := range []struct {
+		req      int
+		wantLent bool
+	}{{blockSize, true}, {128 << 10, true}, {blockSize * 3 / 2, false}, {maxWindowRead + 1, false}} {
+		r, err := st.NewReader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lent := readPass(t, r, want, 0, tc.req, 3, rand.New(rand.NewPCG(uint64(tc.req), 2)))
+		requests := (int64(len(want)) + int64(tc.req) - 1) / int64(tc.req)
+		if tc.wantLent && lent < requests/2 || !tc.wantLent && lent > 0 {
+			t.Errorf("requests of %d bytes: %d of %d views lent", tc.req, lent, requests)
+		}
+	}
+}
+
+// TestReaderConcurrentPasses: sequential passes from different offsets
+// through one Reader at once (they take the window from each other) all
+// get the right bytes.
+func TestReaderConcurrentPasses(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	r, err := synthStream(t, 1, cmds).NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range int64(3) {
+		wg.Go(func() {
+			readPass(t, r, want, i*int64(len(want))/3+i*4099, 128<<10, 2, rand.New(rand.NewPCG(uint64(i), 3)))
+		})
+	}
+	wg.Wait()
+}
+
+// TestReaderWindowRetriesErrors: a data error met by a sequential pass
+// fails that read only; once the data reads again, the pass goes on from
+// there with the right bytes.
+func TestReaderWindowRetriesErrors(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
+	var broken atomic.Bool
+	broken.Store(true)
+	errBad := errors.New("bad sector")
+	st.read = func(ref *DataRef, p []byte) error {
+		if broken.Load() && ref.Ino == 305 && !ref.Zero {
+			return errBad
+		}
+		return patternRead(ref, p)
+	}
+	r, err := st.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, blockSize)
+	failed := int64(-1)
+	for off := int64(0); off < r.Size() && failed < 0; off += blockSize {
+		n, err := r.ReadAt(buf, off)
+		switch {
+		case errors.Is(err, errBad):
+			failed = off
+		case err != nil && err != io.EOF:
+			t.Fatalf("ReadAt at %d: %v", off, err)
+		case !bytes.Equal(buf[:n], want[off:off+int64(n)]):
+			t.Fatalf("ReadAt at %d differs from WriteTo", off)
+		}
+	}
+	if failed < 0 {
+		t.Fatal("no read met the bad data")
+	}
+	broken.Store(false)
+	readPass(t, r, want, failed, blockSize, 2, rand.New(rand.NewPCG(5, 5)))
 }

@@ -1,0 +1,76 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"sendfs/sendgen"
+)
+
+// Read answers from the stream at off; a short result only at the end.
+func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*streamHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	if off >= f.size || off < 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	p := dest[:min(int64(len(dest)), f.size-off)]
+	res, err := h.read(p, off)
+	if err != nil {
+		f.logFailure("stream read failed", err, "offset", off, "length", len(p))
+		return nil, syscall.EIO
+	}
+	return res, 0
+}
+
+// viewReader is a reader that can lend its bytes instead of copying them
+// (*sendgen.Reader): the reply then goes straight from them to the kernel.
+type viewReader interface {
+	ReadView(buf []byte, off int64) (sendgen.View, error)
+}
+
+// read returns len(p) bytes from off, read into p or lent, all of them or
+// an error: the size is exact, so a short read is a failure too.
+func (h *streamHandle) read(p []byte, off int64) (fuse.ReadResult, error) {
+	r, err := h.reader()
+	if err != nil {
+		return nil, err
+	}
+	if vr, ok := r.(viewReader); ok {
+		v, err := vr.ReadView(p, off)
+		if err == nil && len(v.Data) != len(p) {
+			v.Release()
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, err
+		}
+		return viewResult{v}, nil
+	}
+	n, err := r.ReadAt(p, off)
+	switch {
+	case n == len(p):
+		return fuse.ReadResultData(p), nil
+	case err == nil || errors.Is(err, io.EOF):
+		return nil, io.ErrUnexpectedEOF
+	}
+	return nil, err
+}
+
+// viewResult replies with the bytes of a view and releases it once they
+// are written to the kernel. Having Slices makes go-fuse write them with
+// writev and only then call Done; a plain ReadResult would be flattened
+// and released before the write.
+type viewResult struct{ v sendgen.View }
+
+func (r viewResult) Bytes([]byte) ([]byte, fuse.Status) { return r.v.Data, fuse.OK }
+func (r viewResult) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.v.Data}, fuse.OK }
+func (r viewResult) Size() int                          { return len(r.v.Data) }
+func (r viewResult) Done()                              { r.v.Release() }
