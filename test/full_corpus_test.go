@@ -93,7 +93,6 @@ func fullCorpus() []scenario {
 			setXattr(t, j(d, "f"), "user.empty", nil)
 			setXattr(t, j(d, "f"), "user.binary", []byte{0, 1, 2, 255, 0})
 			setXattr(t, j(d, "f"), "user.big", random(3900, 1))
-			setXattr(t, j(d, "f"), "user.near-max", random(16000, 2)) // close to what a 16 KiB leaf holds
 			setXattr(t, j(d, "f"), "user."+strings.Repeat("n", 200), []byte("long name"))
 			mustMkdir(t, j(d, "dir"))
 			setXattr(t, j(d, "dir"), "user.dir", []byte("on a dir"))
@@ -102,6 +101,10 @@ func fullCorpus() []scenario {
 				setXattr(t, j(d, "many"), fmt.Sprintf("user.x%03d", i), []byte(fmt.Sprint(i)))
 			}
 			setXattr(t, d, "user.root", []byte("on the subvolume root"))
+		}),
+		full("xattr-near-max", func(t testing.TB, d string) {
+			writeFile(t, j(d, "f"), nil)
+			setXattr(t, j(d, "f"), "user.near-max", random(16000, 2)) // close to what a 16 KiB leaf holds
 		}),
 		full("xattrs-trusted-security", func(t testing.TB, d string) {
 			writeFile(t, j(d, "f"), []byte("x"))
