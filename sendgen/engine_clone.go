@@ -151,13 +151,18 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 			continue
 		}
 		// A direct ref names (ino, file offset - data offset); the same
-		// items may be reachable from every snapshot sharing the leaf.
+		// items may be reachable from every snapshot sharing the leaf. The
+		// offset underflows when a file offset is below the data offset.
+		start, limit := br.Offset, br.Offset+maxExtentSpan
+		if limit < start {
+			start = 0
+		}
 		for _, root := range roots {
-			err := root.Extents(br.Ino, br.Offset, func(k uint64, fe *btrfsread.FileExtent) error {
-				if k < br.Offset {
+			err := root.Extents(br.Ino, start, func(k uint64, fe *btrfsread.FileExtent) error {
+				if k < start {
 					return nil
 				}
-				if k-br.Offset > maxExtentSpan {
+				if k > limit {
 					return btrfsread.ErrStopWalk
 				}
 				if fe.Type != btrfsread.ExtentInline && fe.DiskBytenr == bytenr && k-fe.Offset == br.Offset {
