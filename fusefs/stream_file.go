@@ -140,7 +140,13 @@ func (f *streamFile) release() {
 	}
 }
 
+// Release also stops the reader's read-ahead, so that a handle closed
+// early leaves no work behind.
 func (h *streamHandle) Release(ctx context.Context) syscall.Errno {
+	h.once.Do(func() {}) // waits for a reader being built; none is built after
+	if c, ok := h.r.(io.Closer); ok {
+		c.Close()
+	}
 	h.f.release()
 	return 0
 }

@@ -102,3 +102,15 @@ func (r *Reader) read(p []byte, off int64, blocks []*block) error {
 	}
 	return r.plan.fill(p, off, true)
 }
+
+// Close lets go of the read-ahead window: blocks not started yet are never
+// filled, and the others go back to the pool once no view holds them. The
+// Reader stays usable; a later sequential pass opens a new window.
+func (r *Reader) Close() error {
+	w := &r.win
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drop(len(w.blocks))
+	w.ahead, w.next = 0, -1
+	return nil
+}

@@ -354,3 +354,30 @@ func TestReaderWindowRetriesErrors(t *testing.T) {
 	broken.Store(false)
 	readPass(t, r, want, failed, blockSize, 2, rand.New(rand.NewPCG(5, 5)))
 }
+
+// TestReaderClose: Close empties the window; the Reader still reads, and a
+// new sequential pass opens a new window.
+func TestReaderClose(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	r, err := synthStream(t, 1, cmds).NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, blockSize)
+	for off := int64(0); off < 3*blockSize; off += blockSize {
+		if _, err := r.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	r.win.mu.Lock()
+	n := len(r.win.blocks)
+	r.win.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("window holds %d blocks after Close", n)
+	}
+	if lent := readPass(t, r, want, 0, blockSize, 2, rand.New(rand.NewPCG(7, 7))); lent == 0 {
+		t.Fatal("no window after Close")
+	}
+}
