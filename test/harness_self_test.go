@@ -3,6 +3,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -133,5 +134,33 @@ func TestDiffDumps(t *testing.T) {
 	}
 	if d := strings.Join(diffDumps(k, same[:3]), "\n"); !strings.Contains(d, "kernel 4 commands, ours 3") || !strings.Contains(d, "only kernel: utimes") {
 		t.Errorf("a missing command should be listed:\n%s", d)
+	}
+}
+
+func TestSameDataDifferentSources(t *testing.T) {
+	kernel := []string{
+		"mkfile ./s/o257-7-0",
+		"clone ./s/f offset=0 len=8192 from=./s/a clone_offset=0",
+		"write ./s/f offset=8192 len=100",
+		"chown ./s/f gid=0 uid=0",
+	}
+	other := []string{
+		"mkfile ./s/o257-7-0",
+		"clone ./s/f offset=0 len=4096 from=./s/b clone_offset=4096",
+		"write ./s/f offset=4096 len=4196",
+		"chown ./s/f gid=0 uid=0",
+	}
+	if !sameDataDifferentSources(kernel, other) {
+		t.Error("same ranges through other sources must be accepted")
+	}
+	short := slices.Clone(other)
+	short[2] = "write ./s/f offset=4096 len=4000"
+	if sameDataDifferentSources(kernel, short) {
+		t.Error("a range sent by one side only must be refused")
+	}
+	chown := slices.Clone(other)
+	chown[3] = "chown ./s/f gid=0 uid=1"
+	if sameDataDifferentSources(kernel, chown) {
+		t.Error("a difference outside data commands must be refused")
 	}
 }
