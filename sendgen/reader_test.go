@@ -381,3 +381,34 @@ func TestReaderClose(t *testing.T) {
 		t.Fatal("no window after Close")
 	}
 }
+
+// TestReaderMixedPattern reads through one Reader in runs of sequential
+// requests of random sizes broken by jumps, so reads move between the
+// window and direct filling, across block edges and past the end.
+func TestReaderMixedPattern(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	r, err := synthStream(t, 1, cmds).NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(11, 13))
+	size := int64(len(want))
+	off := int64(0)
+	for range 400 {
+		if rng.IntN(10) == 0 {
+			off = rng.Int64N(size)
+		}
+		l := rng.IntN(blockSize*3/2) + 1
+		buf := make([]byte, l)
+		n, err := r.ReadAt(buf, off)
+		wantN := int(min(int64(l), size-off))
+		if n != wantN || (err != nil) != (wantN < l) || !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+			t.Fatalf("ReadAt(%d bytes at %d) of %d = %d, %v; or bytes differ", l, off, size, n, err)
+		}
+		off += int64(n)
+		if off >= size {
+			off = 0
+		}
+	}
+}
