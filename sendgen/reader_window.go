@@ -16,8 +16,8 @@ import (
 const (
 	blockSize = 1 << 20 // FUSE's largest READ, which the kernel aligns on it
 	// maxAhead: blocks filled past the last read. 8 MiB keeps the workers
-	// ahead of FUSE; 16 measured no faster and used more CPU (the blocks
-	// leave the CPU caches before the kernel copies them).
+	// ahead of FUSE; 16 measured no faster and slightly more CPU (likely
+	// the blocks leaving the CPU caches before the kernel copies them).
 	maxAhead = 8
 	// maxWindowRead: larger reads fill the caller's buffer directly, so
 	// the window stays bounded.
