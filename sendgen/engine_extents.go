@@ -1,6 +1,7 @@
 package sendgen
 
 import (
+	"errors"
 	"fmt"
 
 	"sendfs/btrfsread"
@@ -188,9 +189,10 @@ func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (boo
 	}
 	leftEnd := off + left.NumBytes
 	leftIsHole := left.DiskBytenr == 0
-	result, first := false, true
+	result, first, seen := false, true, false
 	var prevEnd uint64 // end of the last matched parent item
-	err := s.parent.Extents(s.curIno, off, func(k uint64, right *btrfsread.FileExtent) error {
+	err := extentsFromPrevious(s.parent, s.curIno, off, func(k uint64, right *btrfsread.FileExtent) error {
+		seen = true
 		if first && k > off {
 			// Nothing in the parent covers off.
 			result = leftIsHole
@@ -238,11 +240,36 @@ func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (boo
 	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
 		return false, err
 	}
-	if first {
+	if !seen {
 		// The parent has no extent at or after off for this inode.
 		return leftIsHole, nil
 	}
 	return result, nil
+}
+
+// extentsFromPrevious calls fn for ino's extent items in root from the last
+// one at or before off (whether or not it reaches off, as the kernel's
+// search for the previous slot does), in offset order.
+func extentsFromPrevious(root *btrfsread.Subvolume, ino, off uint64, fn func(k uint64, fe *btrfsread.FileExtent) error) error {
+	t := root.Tree()
+	from := btrfsread.Key{ObjectID: ino, Type: btrfsread.ExtentDataKey, Offset: off}
+	if prev, err := t.SearchBefore(from); err == nil && prev.Key.ObjectID == ino && prev.Key.Type == btrfsread.ExtentDataKey {
+		from = prev.Key
+	} else if err != nil && !notFound(err) {
+		return err
+	}
+	to := btrfsread.Key{ObjectID: ino, Type: btrfsread.ExtentDataKey, Offset: ^uint64(0)}
+	err := t.Walk(from, to, func(it btrfsread.Item) error {
+		fe, err := btrfsread.ParseFileExtent(it.Data)
+		if err != nil {
+			return fmt.Errorf("extent %v: %w", it.Key, err)
+		}
+		return fn(it.Key.Offset, &fe)
+	})
+	if errors.Is(err, btrfsread.ErrStopWalk) {
+		return nil
+	}
+	return err
 }
 
 // pageSize is the kernel page size the kernel's send assumes for inline
