@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -89,9 +90,13 @@ type streamHandle struct {
 	once sync.Once
 	r    io.ReaderAt
 	err  error
+	// indexed is set once the reader (and so the index) is asked for:
+	// from then on every read goes through it.
+	indexed atomic.Bool
 }
 
 func (h *streamHandle) reader() (io.ReaderAt, error) {
+	h.indexed.Store(true)
 	// The index is shared by every open of the stream, so it is built
 	// under the mount's context, not a request's.
 	h.once.Do(func() { h.r, h.err = h.s.NewReader(h.f.r.ctx) })

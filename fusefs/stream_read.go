@@ -39,6 +39,9 @@ type viewReader interface {
 // read returns len(p) bytes from off, read into p or lent, all of them or
 // an error: the size is exact, so a short read is a failure too.
 func (h *streamHandle) read(p []byte, off int64) (fuse.ReadResult, error) {
+	if res, done, err := h.readPrefix(p, off); done {
+		return res, err
+	}
 	r, err := h.reader()
 	if err != nil {
 		return nil, err
@@ -62,6 +65,32 @@ func (h *streamHandle) read(p []byte, off int64) (fuse.ReadResult, error) {
 		return nil, io.ErrUnexpectedEOF
 	}
 	return nil, err
+}
+
+// prefixReader is a stream that can serve its first bytes without building
+// its command index (*sendgen.Stream).
+type prefixReader interface {
+	ReadPrefixAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// readPrefix serves a read within the first sendgen.PrefixLimit bytes by
+// generating the stream's start, as long as this open has not built the
+// index: a file manager reads the start of every stream in a directory to
+// guess its type, and that must cost the same for a small stream and a huge
+// one. done is false when the read is not for it.
+func (h *streamHandle) readPrefix(p []byte, off int64) (res fuse.ReadResult, done bool, err error) {
+	pr, ok := h.s.(prefixReader)
+	if !ok || h.indexed.Load() || off+int64(len(p)) > sendgen.PrefixLimit {
+		return nil, false, nil
+	}
+	n, err := pr.ReadPrefixAt(h.f.r.ctx, p, off)
+	switch {
+	case n == len(p):
+		return fuse.ReadResultData(p), true, nil
+	case err == nil || errors.Is(err, io.EOF):
+		return nil, true, io.ErrUnexpectedEOF
+	}
+	return nil, true, err
 }
 
 // viewResult replies with the bytes of a view and releases it once they
