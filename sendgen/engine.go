@@ -188,17 +188,12 @@ func (s *sendCtx) refDirsChanged(k btrfsread.Key, data []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var last uint64
-	for _, r := range refs {
-		if r.Parent == last {
-			continue
-		}
-		last = r.Parent
-		newGen, err := s.inodeGen(s.send, r.Parent)
+	for _, dir := range parentDirs(refs) {
+		newGen, err := s.inodeGen(s.send, dir)
 		if err != nil {
 			return false, err
 		}
-		oldGen, err := s.inodeGen(s.parent, r.Parent)
+		oldGen, err := s.inodeGen(s.parent, dir)
 		if err != nil {
 			return false, err
 		}

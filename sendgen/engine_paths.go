@@ -418,20 +418,27 @@ func (s *sendCtx) isAncestor(root *btrfsread.Subvolume, ino1, gen1, ino2 uint64)
 		}
 		return false, err
 	}
-	var last uint64
-	for _, r := range refs {
-		if r.Parent == last {
-			continue
-		}
-		last = r.Parent
-		parentGen, err := s.inodeGen(root, r.Parent)
+	for _, dir := range parentDirs(refs) {
+		parentGen, err := s.inodeGen(root, dir)
 		if err != nil {
 			return false, err
 		}
-		in, err := s.checkInoInPath(root, ino1, gen1, r.Parent, parentGen)
+		in, err := s.checkInoInPath(root, ino1, gen1, dir, parentGen)
 		if err != nil || in {
 			return in, err
 		}
 	}
 	return false, nil
+}
+
+// parentDirs returns the directories refs are in, in order, each run of
+// names in one directory once (refs come grouped by directory).
+func parentDirs(refs []btrfsread.InodeRef) []uint64 {
+	var dirs []uint64
+	for _, r := range refs {
+		if len(dirs) == 0 || dirs[len(dirs)-1] != r.Parent {
+			dirs = append(dirs, r.Parent)
+		}
+	}
+	return dirs
 }

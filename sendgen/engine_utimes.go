@@ -35,13 +35,9 @@ func (s *sendCtx) cacheDirUtimes(ino, gen uint64) error {
 func (s *sendCtx) trimDirUtimes() error {
 	c := &s.dirUtimes
 	for c.lru.Len() > maxDirUtimes {
-		e := c.lru.Front()
-		k := e.Value.(inoGen)
-		if err := s.sendUtimes(k.ino, k.gen); err != nil {
+		if err := s.sendCachedUtimes(c.lru.Front()); err != nil {
 			return err
 		}
-		c.lru.Remove(e)
-		delete(c.index, k)
 	}
 	return nil
 }
@@ -49,13 +45,21 @@ func (s *sendCtx) trimDirUtimes() error {
 // flushDirUtimes sends all cached times, most recently used first.
 func (s *sendCtx) flushDirUtimes() error {
 	c := &s.dirUtimes
-	for e := c.lru.Back(); e != nil; e = c.lru.Back() {
-		k := e.Value.(inoGen)
-		if err := s.sendUtimes(k.ino, k.gen); err != nil {
+	for c.lru.Len() > 0 {
+		if err := s.sendCachedUtimes(c.lru.Back()); err != nil {
 			return err
 		}
-		c.lru.Remove(e)
-		delete(c.index, k)
 	}
+	return nil
+}
+
+// sendCachedUtimes sends the times of a cached directory and forgets it.
+func (s *sendCtx) sendCachedUtimes(e *list.Element) error {
+	k := e.Value.(inoGen)
+	if err := s.sendUtimes(k.ino, k.gen); err != nil {
+		return err
+	}
+	s.dirUtimes.lru.Remove(e)
+	delete(s.dirUtimes.index, k)
 	return nil
 }
