@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -19,33 +20,42 @@ func isMountpoint(dir string) (bool, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
-	points, err := mountPoints()
+	mounts, err := Mounts()
 	if err != nil {
 		return false, err
 	}
-	for _, p := range points {
-		if p == abs {
+	for _, m := range mounts {
+		if m.Point == abs {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// mountPoints lists the mount points of /proc/self/mountinfo (field 5).
-func mountPoints() ([]string, error) {
+// MountEntry is one line of /proc/self/mountinfo: what is mounted where.
+type MountEntry struct {
+	Source string // the mount source (a device such as /dev/loop3, or "sendfs")
+	Point  string // the mount point
+}
+
+// Mounts lists the mounts of this process's namespace, from
+// /proc/self/mountinfo (mount point in field 5, source after the "-").
+func Mounts() ([]MountEntry, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []string
+	var out []MountEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		// id parent major:minor root mountpoint opts... - fstype source superopts
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			return nil, fmt.Errorf("/proc/self/mountinfo: short line %q", sc.Text())
+		sep := slices.Index(fields, "-")
+		if sep < 5 || sep+2 >= len(fields) {
+			return nil, fmt.Errorf("/proc/self/mountinfo: malformed line %q", sc.Text())
 		}
-		out = append(out, unescapeMountinfo(fields[4]))
+		out = append(out, MountEntry{Source: unescapeMountinfo(fields[sep+2]), Point: unescapeMountinfo(fields[4])})
 	}
 	return out, sc.Err()
 }

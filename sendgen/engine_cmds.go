@@ -254,20 +254,28 @@ func (s *sendCtx) processAllNewXattrs() error {
 	})
 }
 
-// sendCapabilities re-sends security.capability after CHOWN.
+// sendCapabilities re-sends security.capability after CHOWN. It runs for
+// every inode sent, so it looks the one name up by its hash instead of
+// reading all xattrs.
 func (s *sendCtx) sendCapabilities() error {
-	xs, err := s.send.Xattrs(s.curIno)
-	if err != nil && !notFound(err) {
+	k := btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.XattrItemKey, Offset: btrfsread.NameHash([]byte(xattrCaps))}
+	it, err := s.send.Tree().Search(k)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	for _, x := range xs {
-		if string(x.Name) == xattrCaps {
-			p, err := s.curPath(s.curIno, s.curGen)
-			if err != nil {
-				return err
-			}
-			return s.sendSetXattr(p, x.Name, x.Value)
+	xs, err := btrfsread.ParseDirItems(it.Key, it.Data)
+	if err != nil {
+		return err
+	}
+	if x := findXattr(xs, []byte(xattrCaps)); x != nil {
+		p, err := s.curPath(s.curIno, s.curGen)
+		if err != nil {
+			return err
 		}
+		return s.sendSetXattr(p, x.Name, x.Data)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"sendfs/fusefs"
 )
 
 // ownerFile marks a directory of test images with the pid of the test
@@ -67,47 +69,15 @@ func deadOwner(dir string) bool {
 	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
-// loopMounts maps a device to its mount points, from /proc/self/mountinfo.
+// loopMounts maps a device to its mount points.
 func loopMounts() map[string][]string {
 	m := map[string][]string{}
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := fusefs.Mounts()
 	if err != nil {
 		return m
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts... - fstype source superopts
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+2 >= len(fields) {
-			continue
-		}
-		src := fields[sep+2]
-		m[src] = append(m[src], unescapeMountinfo(fields[4]))
+	for _, mt := range mounts {
+		m[mt.Source] = append(m[mt.Source], mt.Point)
 	}
 	return m
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
