@@ -63,8 +63,8 @@ func (c *chunk) dataStripes() int {
 }
 
 // copies is how many independent reads can produce a block of the chunk.
-// For RAID5/6 the second "copy" is a rebuild of the data stripe from the
-// other data stripes and P.
+// For RAID5/6 the copies after the first are rebuilds from parity
+// (raid56.go).
 func (c *chunk) copies() int {
 	switch c.profile() {
 	case bgDUP, bgRAID1, bgRAID1C3, bgRAID1C4:
@@ -72,7 +72,7 @@ func (c *chunk) copies() int {
 	case bgRAID10:
 		return c.subStripes
 	case bgRAID5, bgRAID6:
-		return 2
+		return raid56Copies(c.profile(), c.dataStripes())
 	}
 	return 1
 }
@@ -194,7 +194,7 @@ type place struct {
 // locate maps a read at off (relative to the chunk start) from copy mirror
 // to its physical place and the number of bytes that place holds
 // contiguously (up to limit). For RAID5/6 it maps the data stripe; a
-// rebuild (mirror 1) is readLogical's job.
+// rebuild (mirror >= 1) is readLogical's job.
 func (c *chunk) locate(off, limit uint64, mirror int) (place, uint64) {
 	L := c.stripeLen
 	nr, so := off/L, off%L
@@ -237,12 +237,12 @@ func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
 		limit := min(uint64(len(p)), c.end()-logical)
 		var n uint64
 		var err error
-		if mirror == 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
-			n, err = fs.rebuildRAID56(c, p[:limit], logical-c.logical)
+		if mirror >= 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
+			n, err = fs.rebuildRAID56(c, p[:limit], logical-c.logical, mirror)
 		} else {
 			var pl place
 			pl, n = c.locate(logical-c.logical, limit, mirror)
-			err = fs.readPhysical(pl, p[:n])
+			err = fs.readStripe(c, pl, p[:n])
 		}
 		if err != nil {
 			return fmt.Errorf("logical 0x%x: %w", logical, err)
@@ -264,33 +264,6 @@ func (fs *FS) readPhysical(pl place, p []byte) error {
 		return fmt.Errorf("%s: read at physical %d: %w", dev.Name, pl.physical, err)
 	}
 	return nil
-}
-
-// rebuildRAID56 reconstructs the data stripe holding off from the other
-// data stripes of its row and the P stripe (XOR), as if that stripe were
-// lost. It returns how many bytes of p it filled (up to the stripe end).
-func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64) (uint64, error) {
-	L := c.stripeLen
-	nr, so := off/L, off%L
-	d := uint64(c.dataStripes())
-	n := uint64(len(c.stripes))
-	row, lost := nr/d, nr%d
-	p = p[:min(uint64(len(p)), L-so)]
-	clear(p)
-	tmp := make([]byte, len(p))
-	for j := uint64(0); j <= d; j++ { // data stripes 0..d-1 and P (j == d)
-		if j == lost {
-			continue
-		}
-		s := &c.stripes[(row+j)%n]
-		if err := fs.readPhysical(place{s, s.offset + row*L + so}, tmp); err != nil {
-			return 0, err
-		}
-		for i := range p {
-			p[i] ^= tmp[i]
-		}
-	}
-	return uint64(len(p)), nil
 }
 
 // copies returns how many copies of the block at logical exist (1 for

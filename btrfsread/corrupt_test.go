@@ -27,7 +27,7 @@ func profileImages(t *testing.T, profile string, devs int) []string {
 }
 
 // physicalPlaces returns where the copies of len bytes at logical live:
-// one place per mirror, and for RAID5/6 the data stripe and then P.
+// one place per mirror, and for RAID5/6 the data stripe, then P, then Q.
 func physicalPlaces(t *testing.T, fs *FS, logical uint64) []place {
 	t.Helper()
 	c := fs.chunks.find(logical)
@@ -36,8 +36,12 @@ func physicalPlaces(t *testing.T, fs *FS, logical uint64) []place {
 		data, _ := c.locate(off, 1, 0)
 		L, d, n := c.stripeLen, uint64(c.dataStripes()), uint64(len(c.stripes))
 		row := off / L / d
-		s := &c.stripes[(row+d)%n]
-		return []place{data, {s, s.offset + row*L + off%L}}
+		out := []place{data}
+		for j := d; j < n; j++ {
+			s := &c.stripes[(row+j)%n]
+			out = append(out, place{s, s.offset + row*L + off%L})
+		}
+		return out
 	}
 	var out []place
 	for m := range c.copies() {
@@ -87,8 +91,10 @@ func TestCorruptMetadata(t *testing.T) {
 				t.Fatal("fs tree reads differently with one bad copy")
 			}
 
-			for _, pl := range places[1:] {
-				corruptAt(t, pl, 3000)
+			// At different offsets: RAID6 rebuilds that use both P and Q
+			// cancel out one error made the same in both.
+			for i, pl := range places[1:] {
+				corruptAt(t, pl, 3000+uint64(i)*100)
 			}
 			fs, err = Open(imgs...)
 			must(t, err)

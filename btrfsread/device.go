@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -20,6 +21,12 @@ type FS struct {
 	chunks  chunkMap  // built in New, read-only afterwards
 	blocks  *blockCache
 	closers []io.Closer
+	opts    OpenOptions
+	// missingDevids are the member devices that were not given (sorted);
+	// their stripes have no device (stripe.dev is nil). Only with
+	// OpenOptions.Degraded.
+	missingDevids []uint64
+	readErrs      readErrorLog
 
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.
@@ -79,7 +86,11 @@ func truncatedf(dev, format string, args ...any) error {
 
 // Open opens the device or image files at paths read-only and assembles the
 // filesystem they belong to. Every member must be given.
-func Open(paths ...string) (*FS, error) {
+func Open(paths ...string) (*FS, error) { return OpenOptions{}.Open(paths...) }
+
+// Open opens the device or image files at paths read-only and assembles the
+// filesystem they belong to, as o allows.
+func (o OpenOptions) Open(paths ...string) (*FS, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no device given")
 	}
@@ -91,21 +102,15 @@ func Open(paths ...string) (*FS, error) {
 		}
 	}
 	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_RDONLY, 0)
+		f, dev, err := openDevice(p)
 		if err != nil {
 			closeAll()
 			return nil, err
 		}
 		files = append(files, f)
-		// Seek, not Stat: a block device's stat size is 0.
-		size, err := f.Seek(0, io.SeekEnd)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("%s: size: %w", p, err)
-		}
-		devs = append(devs, Device{Name: p, R: f, Size: size})
+		devs = append(devs, dev)
 	}
-	fs, err := New(devs)
+	fs, err := o.New(devs)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -114,9 +119,28 @@ func Open(paths ...string) (*FS, error) {
 	return fs, nil
 }
 
+// openDevice opens the device or image file at p read-only.
+func openDevice(p string) (*os.File, Device, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, Device{}, err
+	}
+	// Seek, not Stat: a block device's stat size is 0.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, Device{}, fmt.Errorf("%s: size: %w", p, err)
+	}
+	return f, Device{Name: p, R: f, Size: size}, nil
+}
+
 // New assembles a filesystem from already opened devices. Close on the
-// result does not close them.
-func New(devs []Device) (*FS, error) {
+// result does not close them. Every member must be given.
+func New(devs []Device) (*FS, error) { return OpenOptions{}.New(devs) }
+
+// New assembles a filesystem from already opened devices, as o allows.
+// Close on the result does not close them.
+func (o OpenOptions) New(devs []Device) (*FS, error) {
 	if len(devs) == 0 {
 		return nil, errors.New("no device given")
 	}
@@ -132,7 +156,7 @@ func New(devs []Device) (*FS, error) {
 		members[i] = &member{Device: d, sb: sb}
 	}
 	sort.SliceStable(members, func(i, j int) bool { return members[i].sb.dev.devid < members[j].sb.dev.devid })
-	fs := &FS{members: members, sb: members[0].sb}
+	fs := &FS{members: members, sb: members[0].sb, opts: o}
 	for i, m := range members {
 		if m.sb.fsid != members[0].sb.fsid {
 			return nil, fmt.Errorf("%s and %s belong to different filesystems (fsid %s, %s)",
@@ -156,10 +180,11 @@ func New(devs []Device) (*FS, error) {
 	if err := fs.loadChunks(); err != nil {
 		return nil, err
 	}
-	if uint64(len(members)) < fs.sb.numDevices {
-		return nil, sentinelf(ErrMissingDevice, "filesystem %s has %d devices but only %d were given; pass all member devices",
+	if uint64(len(members)) < fs.sb.numDevices && !o.Degraded {
+		return nil, sentinelf(ErrMissingDevice, "filesystem %s has %d devices but only %d were given",
 			uuidString(fs.sb.fsid), fs.sb.numDevices, len(members))
 	}
+	fs.logDegraded()
 	return fs, nil
 }
 
@@ -230,8 +255,11 @@ func (fs *FS) loadChunks() error {
 		return fmt.Errorf("reading chunk tree: %w", err)
 	}
 	for _, id := range devids {
-		if fs.member(id) == nil {
-			return fs.missing(id)
+		if fs.member(id) == nil && !slices.Contains(fs.missingDevids, id) {
+			if !fs.opts.Degraded {
+				return fs.missing(id)
+			}
+			fs.missingDevids = append(fs.missingDevids, id)
 		}
 	}
 	full, err := fs.resolveStripes(all)
@@ -239,15 +267,24 @@ func (fs *FS) loadChunks() error {
 		return err
 	}
 	fs.chunks = full
+	slices.Sort(fs.missingDevids)
 	return nil
 }
 
 // resolveStripes attaches each stripe to its member device and sorts the map.
+// A stripe of a member that was not given has no device when the
+// filesystem is opened degraded.
 func (fs *FS) resolveStripes(chunks []chunk) (chunkMap, error) {
 	for i := range chunks {
 		for j := range chunks[i].stripes {
 			s := &chunks[i].stripes[j]
 			m := fs.member(s.devid)
+			if m == nil && fs.opts.Degraded {
+				if !slices.Contains(fs.missingDevids, s.devid) {
+					fs.missingDevids = append(fs.missingDevids, s.devid)
+				}
+				continue
+			}
 			if m == nil {
 				return nil, fs.missing(s.devid)
 			}
@@ -266,7 +303,7 @@ func (fs *FS) chunkTree() Tree {
 }
 
 func (fs *FS) missing(devid uint64) error {
-	return sentinelf(ErrMissingDevice, "filesystem %s: member device devid %d was not given (%d of %d devices given); pass all member devices",
+	return sentinelf(ErrMissingDevice, "filesystem %s: member device devid %d was not given (%d of %d devices given)",
 		uuidString(fs.sb.fsid), devid, len(fs.members), fs.sb.numDevices)
 }
 
