@@ -226,7 +226,15 @@ func (c *chunk) locate(off, limit uint64, mirror int) (place, uint64) {
 // (0 <= mirror < copies), splitting at stripe boundaries. It does no checksum
 // verification.
 func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
-	for len(p) > 0 {
+	return fs.readPieces(p, logical, mirror, func(_, _ uint64, err error) error { return err })
+}
+
+// readPieces reads like readLogical, one piece per stripe (or chunk) at a
+// time. A piece that cannot be read is passed to failed with its offset in
+// p and length; reading goes on with the next piece unless failed returns
+// an error, which readPieces then returns.
+func (fs *FS) readPieces(p []byte, logical uint64, mirror int, failed func(off, n uint64, err error) error) error {
+	for done := uint64(0); done < uint64(len(p)); {
 		c := fs.chunks.find(logical)
 		if c == nil {
 			return &CorruptError{Logical: logical, Reason: "logical address not mapped by any chunk"}
@@ -234,20 +242,21 @@ func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
 		if mirror < 0 || mirror >= c.copies() {
 			return fmt.Errorf("logical 0x%x: copy %d of %d does not exist", logical, mirror, c.copies())
 		}
-		limit := min(uint64(len(p)), c.end()-logical)
-		var n uint64
+		limit := min(uint64(len(p))-done, c.end()-logical)
+		pl, n := c.locate(logical-c.logical, limit, mirror)
+		piece := p[done : done+n]
 		var err error
 		if mirror >= 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
-			n, err = fs.rebuildRAID56(c, p[:limit], logical-c.logical, mirror)
+			err = fs.rebuildRAID56(c, piece, logical-c.logical, mirror)
 		} else {
-			var pl place
-			pl, n = c.locate(logical-c.logical, limit, mirror)
-			err = fs.readStripe(c, pl, p[:n])
+			err = fs.readStripe(c, pl, piece)
 		}
 		if err != nil {
-			return fmt.Errorf("logical 0x%x: %w", logical, err)
+			if err = failed(done, n, fmt.Errorf("logical 0x%x: %w", logical, err)); err != nil {
+				return err
+			}
 		}
-		p = p[n:]
+		done += n
 		logical += n
 	}
 	return nil

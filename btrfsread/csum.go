@@ -116,13 +116,24 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 		if m > 0 {
 			dst = make([]byte, len(dst))
 		}
-		readErr := fs.readLogical(dst, start+uint64(lo)*ss, m)
+		// A piece of the span that fails (a missing member, a read
+		// error) fails only its sectors: another copy may have them.
+		readErrs := make([]error, hi-lo)
+		err := fs.readPieces(dst, start+uint64(lo)*ss, m, func(off, n uint64, err error) error {
+			for i := off / ss; i < (off+n)/ss; i++ {
+				readErrs[i] = err
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(start+uint64(lo)*ss, err)
+		}
 		for i := lo; i < hi; i++ {
 			sector := dst[uint64(i-lo)*ss : uint64(i-lo+1)*ss]
 			switch {
 			case bad[i] == nil:
-			case readErr != nil:
-				bad[i] = readErr
+			case readErrs[i-lo] != nil:
+				bad[i] = readErrs[i-lo]
 			case sums[i] != nil && !bytes.Equal(fs.checksum(sector), sums[i]):
 				bad[i] = fmt.Errorf("copy %d: %w", m+1, ErrDataChecksum)
 			default:

@@ -97,18 +97,17 @@ func (c *chunk) raid56Plan(target, mirror int) raid56Plan {
 	return raid56Plan{target: target, other: other, useQ: true}
 }
 
-// rebuildRAID56 fills p (up to the end of its stripe) with the data at off
-// in c as copy mirror (>= 1) rebuilds it from the rest of its row, and
-// returns how many bytes it filled. A copy that needs a stripe of a missing
-// member fails before reading anything.
-func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) (uint64, error) {
+// rebuildRAID56 fills p, which must not cross the end of its stripe, with
+// the data at off in c as copy mirror (>= 1) rebuilds it from the rest of
+// its row. A copy that needs a stripe of a missing member fails before
+// reading anything.
+func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) error {
 	L := c.stripeLen
 	nr, so := off/L, off%L
 	d := c.dataStripes()
 	n := uint64(len(c.stripes))
 	row := nr / uint64(d)
 	plan := c.raid56Plan(int(nr%uint64(d)), mirror)
-	p = p[:min(uint64(len(p)), L-so)]
 	at := func(j int) place {
 		s := &c.stripes[(row+uint64(j))%n]
 		return place{s, s.offset + row*L + so}
@@ -134,7 +133,7 @@ func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) (uint64,
 		}
 	}
 	if len(missing) > 0 {
-		return 0, lostStripes(c, missing)
+		return lostStripes(c, missing)
 	}
 
 	// pq[0] accumulates P minus the data read, pq[1] Q minus it.
@@ -142,7 +141,7 @@ func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) (uint64,
 	tmp := make([]byte, len(p))
 	for _, j := range read {
 		if err := fs.readStripe(c, at(j), tmp); err != nil {
-			return 0, err
+			return err
 		}
 		switch {
 		case j < d:
@@ -174,7 +173,7 @@ func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) (uint64,
 		mulXor(p, pq[1], gfMulTable(inv))
 		mulXor(p, pq[0], gfMulTable(gfMul(gfPow(y), inv)))
 	}
-	return uint64(len(p)), nil
+	return nil
 }
 
 // xorAcc adds c·src (src itself when t is nil) to acc, allocating acc on

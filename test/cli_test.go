@@ -304,9 +304,9 @@ func TestCLIListMultiDevice(t *testing.T) {
 	compareListings(t, "sendfs list --json (raid1)", sendfsListJSON(t, fs.Images), want)
 	compareListings(t, "sendfs list (raid1)", sendfsListText(t, fs.Images), shortened(want))
 
-	sendfsRun(t, "list", fs.Images[0]).wantFailure(t, 1, "pass all member devices")
+	sendfsRun(t, "list", fs.Images[0]).wantFailure(t, 1, "or --degraded to read without them")
 	sendfsRun(t, "send", "-q", "-f", filepath.Join(t.TempDir(), "out"), fs.Images[1], "snaps/a").
-		wantFailure(t, 1, "pass all member devices")
+		wantFailure(t, 1, "or --degraded to read without them")
 }
 
 // TestCLIErrors: each way a user can get a send wrong gives one clear line

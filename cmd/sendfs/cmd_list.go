@@ -20,12 +20,14 @@ import (
 
 // ListOptions are the flags of sendfs list.
 type ListOptions struct {
+	DeviceOptions
 	JSON bool
 }
 
 // AddFlags defines the list flags on f.
 func (o *ListOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.JSON, "json", false, "print a JSON array with the full values instead of a table")
+	o.DeviceOptions.AddFlags(f)
 }
 
 func newListCommand() *command {
@@ -68,7 +70,7 @@ func runList(_ context.Context, opts ListOptions, con *console, args []string) e
 	if len(args) == 0 {
 		return usageErrorf("no DEVICE given")
 	}
-	fsys, err := openFS(args)
+	fsys, err := openFS(args, opts.DeviceOptions, warnLogger(con.Err))
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 // MountOptions are the flags of sendfs mount.
 type MountOptions struct {
+	DeviceOptions
 	CacheDir      string
 	AllowOther    bool
 	Debug         bool
@@ -27,6 +28,7 @@ func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
+	o.DeviceOptions.AddFlags(f)
 }
 
 // defaultCacheDir is $XDG_CACHE_HOME/sendfs, else ~/.cache/sendfs ("" when
@@ -108,17 +110,16 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if err := fusefs.CheckMountpoint(mountpoint); err != nil {
 		return err
 	}
-	fsys, err := openFS(devices)
-	if err != nil {
-		return err
-	}
-	defer fsys.Close()
-
 	level := slog.LevelInfo
 	if opts.Debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(con.Err, &slog.HandlerOptions{Level: level}))
+	fsys, err := openFS(devices, opts.DeviceOptions, log)
+	if err != nil {
+		return err
+	}
+	defer fsys.Close()
 	root, err := fusefs.New(fusefs.Config{
 		FS:            fsys,
 		AllSubvolumes: opts.AllSubvolumes,

@@ -20,6 +20,7 @@ import (
 
 // SendOptions are the flags of sendfs send.
 type SendOptions struct {
+	DeviceOptions
 	File          string
 	Parent        string
 	Size          bool
@@ -34,6 +35,7 @@ func (o *SendOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Size, "size", false, "print the exact stream length in bytes and exit, without generating the stream")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "no progress line on stderr")
 	f.BoolVar(&o.AllowWritable, "allow-writable", false, "send a writable subvolume or parent (only safe if the filesystem is not mounted anywhere)")
+	o.DeviceOptions.AddFlags(f)
 }
 
 func newSendCommand() *command {
@@ -91,7 +93,7 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if err := checkNotDevice(opts.File, devices); err != nil {
 		return err
 	}
-	fsys, err := openFS(devices)
+	fsys, err := openFS(devices, opts.DeviceOptions, warnLogger(con.Err))
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"sendfs/btrfsread"
@@ -88,18 +90,56 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// DeviceOptions are the flags of every command that reads a filesystem:
+// how its DEVICE... arguments are assembled.
+type DeviceOptions struct {
+	Degraded bool
+	Scan     bool
+}
+
+// AddFlags defines the device flags on f.
+func (o *DeviceOptions) AddFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.Degraded, "degraded", false, "read with member devices missing, from the copies and parity on the others")
+	f.BoolVar(&o.Scan, "scan", false, "find the other member devices among the block devices and the image files of any DEVICE that is a directory")
+}
+
 // openFS opens the filesystem whose member devices or image files are paths.
 // btrfsread's errors already name the device and what is wrong with it (not
 // btrfs, truncated, a member missing, an unsupported feature); only a file
-// that cannot be opened at all is reworded.
-func openFS(paths []string) (*btrfsread.FS, error) {
+// that cannot be opened at all is reworded, and a missing member gets the
+// flags that help. Warnings (members missing, read errors read around) go
+// to log.
+func openFS(paths []string, o DeviceOptions, log *slog.Logger) (*btrfsread.FS, error) {
 	if len(paths) == 0 {
 		return nil, usageErrorf("no DEVICE given")
 	}
-	fsys, err := btrfsread.Open(paths...)
+	if o.Scan {
+		var err error
+		if paths, err = (btrfsread.ScanOptions{BlockDevices: true, Log: log}).FindMembers(paths); err != nil {
+			return nil, err
+		}
+	}
+	fsys, err := btrfsread.OpenOptions{Degraded: o.Degraded, Log: log}.Open(paths...)
 	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Op == "open" {
+	switch {
+	case errors.As(err, &pe) && pe.Op == "open":
 		return nil, fmt.Errorf("cannot open %s: %w", pe.Path, pe.Err)
+	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded:
+		return nil, fmt.Errorf("%w; pass all member devices, --scan to find them, or --degraded to read without them", err)
 	}
 	return fsys, err
+}
+
+// warnLogger logs warnings to w without timestamps, for the commands whose
+// stdout is their output.
+func warnLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
 }

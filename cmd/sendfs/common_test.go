@@ -31,7 +31,7 @@ func TestErrorLineIsOneLine(t *testing.T) {
 }
 
 func TestOpenFSNeedsDevice(t *testing.T) {
-	if _, err := openFS(nil); exitCode(err) != exitUsage {
+	if _, err := openFS(nil, DeviceOptions{}, nil); exitCode(err) != exitUsage {
 		t.Errorf("openFS(nil) = %v, want a usage error", err)
 	}
 }
