@@ -84,7 +84,7 @@ func TestOpenErrors(t *testing.T) {
 		}, ErrMissingDevice, "devid 3 was not given"},
 		{"missing member without chunks", func(t *testing.T) []string {
 			return newTestImages(t, 2, 300, "-d", "single", "-m", "single")[:1]
-		}, ErrMissingDevice, "2 devices but only 1 were given"},
+		}, ErrMissingDevice, "devid 2 was not given (1 of 2 devices given)"},
 		{"raid-stripe-tree", func(t *testing.T) []string {
 			img := newTestImage(t, 300)
 			patchSuperblocks(t, img, setIncompat(incompatRaidStripeTree))
