@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-		"strings"
-		"testing"
+	"strings"
+	"testing"
 )
 
 // Degraded arrays: streams sent with member devices missing (--degraded),
