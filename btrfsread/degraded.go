@@ -3,7 +3,6 @@ package btrfsread
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,18 +66,6 @@ func (c *chunk) kindName() string {
 		}
 	}
 	return strings.Join(kinds, "+")
-}
-
-// missingDevids returns the devids of the chunk's stripes that have no
-// device, each once.
-func (c *chunk) missingDevids() []uint64 {
-	var out []uint64
-	for _, s := range c.stripes {
-		if s.dev == nil && !slices.Contains(out, s.devid) {
-			out = append(out, s.devid)
-		}
-	}
-	return out
 }
 
 // readable reports whether every block of the chunk still has a copy on

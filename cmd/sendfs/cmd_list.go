@@ -36,7 +36,7 @@ func newListCommand() *command {
 	opts.AddFlags(flags)
 	return &command{
 		Name:    "list",
-		Usage:   "list [--json] DEVICE...",
+		Usage:   "list [--json] [--degraded] [--scan] DEVICE...",
 		Summary: "list the subvolumes and snapshots of a filesystem",
 		Help: `List every subvolume of the btrfs filesystem on DEVICE (a block device or an
 image file; give every member of a multi-device filesystem), sorted by id,
@@ -53,6 +53,8 @@ Parent and received uuids are shortened to 8 digits, '-' when unset.
 --json prints an array of objects with the full values: id, parent_id,
 path, read_only, generation, ctransid, otransid, created (RFC 3339, UTC),
 uuid, parent_uuid, received_uuid (36-character uuids, null when unset).
+
+` + devicesHelp + `
 
 Examples:
   sendfs list /dev/sdb1

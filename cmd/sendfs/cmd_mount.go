@@ -85,6 +85,8 @@ backup job run by root reading a mount made by a user. Never mount such a
 tree with allow_other and without default_permissions: every user could
 read every file of every snapshot.
 
+` + devicesHelp + `
+
 Examples:
   mkdir /tmp/streams && sendfs mount disk.img /tmp/streams
   rsync -a /tmp/streams/snapshots/snaps%2Fdaily.2/from/snaps%2Fdaily.1.stream backup:/streams/

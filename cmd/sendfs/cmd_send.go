@@ -44,7 +44,7 @@ func newSendCommand() *command {
 	opts.AddFlags(flags)
 	return &command{
 		Name:    "send",
-		Usage:   "send [-f FILE] [-p PARENT] [--size] [-q] [--allow-writable] DEVICE... SUBVOL",
+		Usage:   "send [-f FILE] [-p PARENT] [--size] [-q] [--allow-writable] [--degraded] [--scan] DEVICE... SUBVOL",
 		Summary: "write the send stream of a snapshot, full or incremental",
 		Help: `Write the btrfs send stream of the read-only subvolume SUBVOL, read straight
 from DEVICE (a block device or an image file; give every member of a
@@ -64,6 +64,8 @@ A send to stdout that fails exits non-zero: discard what was received.
 
 While sending, stderr shows the progress (bytes, rate, time left) when it
 is a terminal, unless -q.
+
+` + devicesHelp + `
 
 Examples:
   sendfs list disk.img

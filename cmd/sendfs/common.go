@@ -90,6 +90,17 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// devicesHelp is the paragraph of every command's help about --scan and
+// --degraded.
+const devicesHelp = `With --scan one member is enough: the other members are found by their
+superblocks among the image files beside it, the files of any DEVICE that
+is a directory, and the block devices. With --degraded members may be
+missing: blocks are read from the other mirrors or rebuilt from RAID5/6
+parity, and used only if they match their checksums; what only the
+missing members held fails the streams that need it, naming the missing
+devids. A member that fails a read is read around the same way, and the
+failed range is logged on stderr.`
+
 // DeviceOptions are the flags of every command that reads a filesystem:
 // how its DEVICE... arguments are assembled.
 type DeviceOptions struct {
