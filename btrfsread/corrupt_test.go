@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -123,14 +121,7 @@ func TestReadLogicalData(t *testing.T) {
 	}{{"single", 1}, {"dup", 1}, {"raid0", 3}, {"raid1", 2}, {"raid10", 4}, {"raid1c3", 3}, {"raid1c4", 4}, {"raid5", 3}, {"raid6", 4}} {
 		t.Run(c.profile, func(t *testing.T) {
 			imgs := newTestImages(t, c.devs, 300, "-d", c.profile, "-m", c.profile)
-			mnt := mountImages(t, imgs, "")
-			data := make([]byte, 3<<20+12345)
-			rng := rand.New(rand.NewPCG(uint64(c.devs), 7))
-			for i := range data {
-				data[i] = byte(rng.Uint32())
-			}
-			must(t, os.WriteFile(filepath.Join(mnt, "data"), data, 0o644))
-			unmount(t, mnt)
+			data := writeRandomFile(t, imgs, 3<<20+12345, uint64(c.devs), 7)
 
 			fs, err := Open(imgs...)
 			must(t, err)

@@ -19,20 +19,28 @@ import (
 func raidFile(t *testing.T, profile string, devs int) ([]string, []byte, uint64) {
 	t.Helper()
 	imgs := newTestImages(t, devs, 300, "-d", profile, "-m", profile)
-	mnt := mountImages(t, imgs, "")
-	data := make([]byte, 1<<20)
-	rng := rand.New(rand.NewPCG(uint64(devs), 11))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
-	must(t, os.WriteFile(filepath.Join(mnt, "data"), data, 0o644))
-	unmount(t, mnt)
+	data := writeRandomFile(t, imgs, 1<<20, uint64(devs), 11)
 	fs, err := Open(imgs...)
 	must(t, err)
 	defer fs.Close()
 	it, err := fsTreeForTest(t, fs, FSTreeID).Search(Key{257, ExtentDataKey, 0})
 	must(t, err)
 	return imgs, data, binary.LittleEndian.Uint64(it.Data[21:])
+}
+
+// writeRandomFile mounts the filesystem on imgs and writes n random bytes
+// (seeded) to the file "data" in its top level, inode 257, and returns them.
+func writeRandomFile(t *testing.T, imgs []string, n int, seed1, seed2 uint64) []byte {
+	t.Helper()
+	mnt := mountImages(t, imgs, "")
+	data := make([]byte, n)
+	rng := rand.New(rand.NewPCG(seed1, seed2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	must(t, os.WriteFile(filepath.Join(mnt, "data"), data, 0o644))
+	unmount(t, mnt)
+	return data
 }
 
 // readTopFile reads inode 257 of the top level of the filesystem on imgs,

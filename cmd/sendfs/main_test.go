@@ -29,7 +29,7 @@ func TestDispatchHelpAndUsage(t *testing.T) {
 		{args: nil, code: exitUsage, stderr: []string{"Usage: sendfs COMMAND", "list", "send", "EXIT STATUS"}, emptyOut: true},
 		{args: []string{"--help"}, code: exitOK, stdout: []string{"Usage: sendfs COMMAND", "  list ", "  send ", "EXIT STATUS"}, emptyError: true},
 		{args: []string{"-h"}, code: exitOK, stdout: []string{"Usage: sendfs COMMAND"}, emptyError: true},
-		{args: []string{"list", "--help"}, code: exitOK, stdout: []string{"Usage: sendfs list [--json] DEVICE...", "--json", "EXIT STATUS"}, emptyError: true},
+		{args: []string{"list", "--help"}, code: exitOK, stdout: []string{"Usage: sendfs list [--json] [--degraded] [--scan] DEVICE...", "--json", "EXIT STATUS"}, emptyError: true},
 		{args: []string{"send", "-h"}, code: exitOK, stdout: []string{"Usage: sendfs send", "-f, --file FILE", "-p, --parent PARENT", "--size", "-q, --quiet", "--allow-writable", "EXIT STATUS"}, emptyError: true},
 		{args: []string{"help", "send"}, code: exitOK, stdout: []string{"Usage: sendfs send"}, emptyError: true},
 		{args: []string{"--version"}, code: exitOK, stdout: []string{"sendfs "}, emptyError: true},
