@@ -254,10 +254,7 @@ func readSuperblock(dev Device) (*superblock, error) {
 		if off+superSize > dev.Size {
 			break
 		}
-		if _, err := dev.R.ReadAt(buf, off); err != nil {
-			return nil, fmt.Errorf("%s: reading superblock at %d: %w", dev.Name, off, err)
-		}
-		sb, err := parseSuperblock(buf, uint64(off))
+		sb, err := readSuperblockAt(dev, buf, off)
 		if err != nil {
 			if firstErr == nil || errors.Is(firstErr, errNoMagic) {
 				firstErr = err
@@ -271,7 +268,7 @@ func readSuperblock(dev Device) (*superblock, error) {
 	if best != nil {
 		return best, nil
 	}
-	if errors.Is(firstErr, ErrUnsupported) {
+	if errors.Is(firstErr, ErrUnsupported) || errors.Is(firstErr, errSuperblockRead) {
 		return nil, fmt.Errorf("%s: %w", dev.Name, firstErr)
 	}
 	msg := fmt.Sprintf("%s is not a btrfs filesystem (no valid superblock", dev.Name)
@@ -279,4 +276,16 @@ func readSuperblock(dev Device) (*superblock, error) {
 		msg += ": " + firstErr.Error()
 	}
 	return nil, sentinelf(ErrNotBtrfs, "%s)", msg)
+}
+
+// errSuperblockRead marks a superblock copy that could not be read (an I/O
+// error): the other copies may still be good.
+var errSuperblockRead = errors.New("cannot read superblock")
+
+// readSuperblockAt reads and parses the superblock copy at off into buf.
+func readSuperblockAt(dev Device, buf []byte, off int64) (*superblock, error) {
+	if _, err := dev.R.ReadAt(buf, off); err != nil {
+		return nil, fmt.Errorf("%w at %d: %w", errSuperblockRead, off, err)
+	}
+	return parseSuperblock(buf, uint64(off))
 }

@@ -178,10 +178,10 @@ func lastLine(s string) string {
 }
 
 // TestReadErrorsReadAround sends from a raid1 array whose first member, a
-// loop device, fails every read past 68 MiB with EIO (its superblocks at
-// 64 KiB and 64 MiB stay readable): the stream equals the complete
-// array's, and the log names the failing device and range. The same with
-// raid5, where the range is rebuilt from parity.
+// loop device, fails every read past 64 MiB with EIO (only its first
+// superblock copy stays readable): the stream equals the complete array's,
+// and the log names the failing device and range. The same with raid5,
+// where the range is rebuilt from parity.
 func TestReadErrorsReadAround(t *testing.T) {
 	requireRoot(t)
 	for _, c := range []struct {
@@ -195,7 +195,7 @@ func TestReadErrorsReadAround(t *testing.T) {
 			unmount(t, fs)
 			want := sendfsSend(t, fs.Images, "snaps/s2", "")
 
-			bad := failingDevice(t, fs.Images[0], 68<<20, size)
+			bad := failingDevice(t, fs.Images[0], 64<<20, size)
 			devs := append([]string{bad}, fs.Loops[1:]...)
 			f := filepath.Join(t.TempDir(), "stream")
 			r := sendfsRun(t, append(append([]string{"send", "-q", "-f", f}, devs...), "snaps/s2")...)
