@@ -109,40 +109,23 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 		bad[i] = errNotRead
 	}
 	for m, nbad := 0, len(bad); m < copies && nbad > 0; m++ {
-		// Read the span of bad sectors from copy m in one request; after
-		// the first copy, into scratch space so good sectors stay.
-		lo, hi := badSpan(bad)
-		dst := buf[uint64(lo)*ss : uint64(hi)*ss]
-		if m > 0 {
-			dst = make([]byte, len(dst))
-		}
-		// A piece of the span that fails (a missing member, a read
-		// error) fails only its sectors: another copy may have them.
-		readErrs := make([]error, hi-lo)
-		err := fs.readPieces(dst, start+uint64(lo)*ss, m, func(off, n uint64, err error) error {
-			for i := off / ss; i < (off+n)/ss; i++ {
-				readErrs[i] = err
+		// Each run of bad sectors is read from copy m straight into buf:
+		// only bad sectors are overwritten, good ones stay.
+		for lo := 0; lo < len(bad); {
+			if bad[lo] == nil {
+				lo++
+				continue
 			}
-			return nil
-		})
-		if err != nil {
-			return fail(start+uint64(lo)*ss, err)
-		}
-		for i := lo; i < hi; i++ {
-			sector := dst[uint64(i-lo)*ss : uint64(i-lo+1)*ss]
-			switch {
-			case bad[i] == nil:
-			case readErrs[i-lo] != nil:
-				bad[i] = readErrs[i-lo]
-			case sums[i] != nil && !bytes.Equal(fs.checksum(sector), sums[i]):
-				bad[i] = fmt.Errorf("copy %d: %w", m+1, ErrDataChecksum)
-			default:
-				if m > 0 {
-					copy(buf[uint64(i)*ss:], sector)
-				}
-				bad[i] = nil
-				nbad--
+			hi := lo + 1
+			for hi < len(bad) && bad[hi] != nil {
+				hi++
 			}
+			fixed, err := fs.readDataRun(buf[uint64(lo)*ss:uint64(hi)*ss], start+uint64(lo)*ss, m, sums[lo:hi], bad[lo:hi])
+			if err != nil {
+				return fail(start+uint64(lo)*ss, err)
+			}
+			nbad -= fixed
+			lo = hi
 		}
 	}
 	for i, err := range bad {
@@ -156,13 +139,34 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 	return nil
 }
 
-// badSpan returns the sector index range [lo, hi) holding every bad sector.
-func badSpan(bad []error) (lo, hi int) {
-	lo, hi = len(bad), 0
-	for i, err := range bad {
-		if err != nil {
-			lo, hi = min(lo, i), i+1
+// readDataRun reads dst, sectors all bad so far, from copy mirror at
+// logical and checks each sector against sums. It updates bad (nil for a
+// sector now good, else why not) and returns how many sectors became good.
+// A piece that cannot be read (a missing member, an I/O error) fails only
+// its sectors: another copy may have them.
+func (fs *FS) readDataRun(dst []byte, logical uint64, mirror int, sums [][]byte, bad []error) (int, error) {
+	ss := uint64(fs.Info().SectorSize)
+	readErrs := make([]error, len(bad))
+	err := fs.readPieces(dst, logical, mirror, func(off, n uint64, err error) error {
+		for i := off / ss; i < (off+n)/ss; i++ {
+			readErrs[i] = err
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	fixed := 0
+	for i := range bad {
+		switch {
+		case readErrs[i] != nil:
+			bad[i] = readErrs[i]
+		case sums[i] != nil && !bytes.Equal(fs.checksum(dst[uint64(i)*ss:uint64(i+1)*ss]), sums[i]):
+			bad[i] = fmt.Errorf("copy %d: %w", mirror+1, ErrDataChecksum)
+		default:
+			bad[i] = nil
+			fixed++
 		}
 	}
-	return lo, hi
+	return fixed, nil
 }

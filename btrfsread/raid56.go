@@ -1,5 +1,7 @@
 package btrfsread
 
+import "crypto/subtle"
+
 // RAID5/6 reconstruction. A row of a RAID5/6 chunk holds d data stripes,
 // P (their XOR) and, for RAID6, Q = sum of g^j·D_j in GF(2^8) with the
 // generator g = 2 and the polynomial 0x11d, as the kernel's lib/raid6
@@ -63,13 +65,6 @@ func mulXor(dst, src []byte, t *[256]byte) {
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] ^= t[src[i]]
-	}
-}
-
-func xorInto(dst, src []byte) {
-	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] ^= src[i]
 	}
 }
 
@@ -183,7 +178,7 @@ func xorAcc(acc, src []byte, t *[256]byte) []byte {
 		acc = make([]byte, len(src))
 	}
 	if t == nil {
-		xorInto(acc, src)
+		subtle.XORBytes(acc, acc, src)
 	} else {
 		mulXor(acc, src, t)
 	}
