@@ -112,14 +112,15 @@ func TestCorruptMetadata(t *testing.T) {
 
 // TestReadLogicalData reads a file's extents with readLogical from every
 // copy and compares them with what was written through the kernel: data
-// stripes of every profile, reads split at stripe boundaries, and RAID5/6
-// rebuild from parity.
+// stripes of every profile, reads split at stripe boundaries, and every
+// RAID5/6 rebuild (from P, from Q, from P and Q) against the kernel's own
+// parity, up to four data stripes.
 func TestReadLogicalData(t *testing.T) {
 	for _, c := range []struct {
 		profile string
 		devs    int
-	}{{"single", 1}, {"dup", 1}, {"raid0", 3}, {"raid1", 2}, {"raid10", 4}, {"raid1c3", 3}, {"raid1c4", 4}, {"raid5", 3}, {"raid6", 4}} {
-		t.Run(c.profile, func(t *testing.T) {
+	}{{"single", 1}, {"dup", 1}, {"raid0", 3}, {"raid1", 2}, {"raid10", 4}, {"raid1c3", 3}, {"raid1c4", 4}, {"raid5", 3}, {"raid6", 4}, {"raid5", 5}, {"raid6", 6}} {
+		t.Run(fmt.Sprintf("%s-%d", c.profile, c.devs), func(t *testing.T) {
 			imgs := newTestImages(t, c.devs, 300, "-d", c.profile, "-m", c.profile)
 			data := writeRandomFile(t, imgs, 3<<20+12345, uint64(c.devs), 7)
 
