@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,7 +74,7 @@ func failingDevice(t *testing.T, img string, from, to int64) string {
 		OnAdd: func(ctx context.Context) {
 			root.AddChild("dev.img", root.NewPersistentInode(ctx, node, fs.StableAttr{Mode: fuse.S_IFREG}), false)
 		},
-		MountOptions: fuse.MountOptions{Name: "sendfs-test-failing", Options: []string{"ro"}},
+		MountOptions: fuse.MountOptions{FsName: failingMountPrefix + strconv.Itoa(os.Getpid()), Name: "sendfs-test", Options: []string{"ro"}},
 	})
 	must(t, err)
 	t.Cleanup(func() {

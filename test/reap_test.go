@@ -34,12 +34,13 @@ func reapStale() {
 		return
 	}
 	mounts := loopMounts()
+	failing := deadFailingMounts()
 	stale := map[string]bool{} // image directories of dead owners
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		dev, back, ok := strings.Cut(sc.Text(), " ")
 		dir := filepath.Dir(strings.TrimSuffix(back, " (deleted)"))
-		if !ok || !deadOwner(dir) {
+		if !ok || !deadOwner(dir) && !failing[dir] {
 			continue
 		}
 		stale[dir] = true
@@ -52,6 +53,9 @@ func reapStale() {
 		}
 	}
 	for dir := range stale {
+		if failing[dir] {
+			runErr("umount", "-l", dir)
+		}
 		os.RemoveAll(dir)
 		os.Remove(filepath.Dir(dir)) // go test's per-test temp root, if now empty
 	}
@@ -59,14 +63,36 @@ func reapStale() {
 
 func deadOwner(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && deadPid(string(b))
+}
+
+func deadPid(s string) bool {
+	pid, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || pid <= 0 {
 		return false
 	}
 	return syscall.Kill(pid, 0) == syscall.ESRCH
+}
+
+// failingMountPrefix starts the source of failingDevice's FUSE mounts,
+// followed by the pid of the test binary that serves it: the mount has no
+// room for an owner file, the loop device's image lies inside it.
+const failingMountPrefix = "sendfs-test-failing-"
+
+// deadFailingMounts returns the mount points of failingDevice mounts whose
+// test binary is gone.
+func deadFailingMounts() map[string]bool {
+	out := map[string]bool{}
+	mounts, err := fusefs.Mounts()
+	if err != nil {
+		return out
+	}
+	for _, mt := range mounts {
+		if pid, ok := strings.CutPrefix(mt.Source, failingMountPrefix); ok && deadPid(pid) {
+			out[mt.Point] = true
+		}
+	}
+	return out
 }
 
 // loopMounts maps a device to its mount points.
