@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sendfs/internal/testenv"
 )
 
 // The FUSE view, through a real `sendfs mount` of an image made here: every
@@ -59,10 +61,7 @@ func requireFUSE(t testing.TB) {
 		msg = "fusermount3 not installed (make deps)"
 	}
 	if msg != "" {
-		if inCI {
-			t.Fatalf("FUSE unavailable under CI=true: %s", msg)
-		}
-		t.Skipf("skipping: %s", msg)
+		testenv.Unavailable(t, "FUSE: "+msg)
 	}
 }
 
