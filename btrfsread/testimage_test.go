@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"sendfs/internal/mountinfo"
 	"sendfs/internal/testenv"
 )
 
@@ -145,8 +146,8 @@ func (m *mounted) release(t testing.TB) {
 }
 
 func isMounted(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	return strings.Contains(string(b), " "+dir+" ")
+	_, ok, _ := mountinfo.Find(dir)
+	return ok
 }
 
 // attachLoop attaches img to a free loop device for the rest of the test

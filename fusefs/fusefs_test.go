@@ -334,12 +334,6 @@ func TestEscapeName(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/mnt/a\040b\134`); got != `/mnt/a b\` {
-		t.Errorf("got %q", got)
-	}
-}
-
 func TestWarmPairs(t *testing.T) {
 	var svs []*btrfsread.Subvolume
 	for i := range uint64(7) {
