@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"sendfs/fusefs"
+	"sendfs/internal/mountinfo"
 )
 
 // ownerFile marks a directory of test images with the pid of the test
@@ -98,7 +98,7 @@ func deadFailingMounts() map[string]bool {
 // loopMounts maps a device to its mount points.
 func loopMounts() map[string][]string {
 	m := map[string][]string{}
-	mounts, err := fusefs.Mounts()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return m
 	}
