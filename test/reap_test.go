@@ -83,7 +83,7 @@ const failingMountPrefix = "sendfs-test-failing-"
 // test binary is gone.
 func deadFailingMounts() map[string]bool {
 	out := map[string]bool{}
-	mounts, err := fusefs.Mounts()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return out
 	}
