@@ -72,7 +72,7 @@ func runList(_ context.Context, opts ListOptions, con *console, args []string) e
 	if len(args) == 0 {
 		return usageErrorf("no DEVICE given")
 	}
-	fsys, err := openFS(args, opts.DeviceOptions, warnLogger(con.Err))
+	fsys, err := openFS(args, opts.DeviceOptions, cliLogger(con.Err))
 	if err != nil {
 		return err
 	}

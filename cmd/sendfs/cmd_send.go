@@ -95,7 +95,7 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if err := checkNotDevice(opts.File, devices); err != nil {
 		return err
 	}
-	fsys, err := openFS(devices, opts.DeviceOptions, warnLogger(con.Err))
+	fsys, err := openFS(devices, opts.DeviceOptions, cliLogger(con.Err))
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ type DeviceOptions struct {
 // AddFlags defines the device flags on f.
 func (o *DeviceOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Degraded, "degraded", false, "read with member devices missing, from the copies and parity on the others")
-	f.BoolVar(&o.Scan, "scan", false, "find the other member devices among the block devices and the image files of any DEVICE that is a directory")
+	f.BoolVar(&o.Scan, "scan", false, "find the other member devices: image files beside DEVICE or in a DEVICE that is a directory, and block devices")
 }
 
 // openFS opens the filesystem whose member devices or image files are paths.
@@ -135,15 +135,17 @@ func openFS(paths []string, o DeviceOptions, log *slog.Logger) (*btrfsread.FS, e
 	switch {
 	case errors.As(err, &pe) && pe.Op == "open":
 		return nil, fmt.Errorf("cannot open %s: %w", pe.Path, pe.Err)
+	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded && o.Scan:
+		return nil, fmt.Errorf("%w; --scan found no other member: pass them, or --degraded to read without them", err)
 	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded:
 		return nil, fmt.Errorf("%w; pass all member devices, --scan to find them, or --degraded to read without them", err)
 	}
 	return fsys, err
 }
 
-// warnLogger logs warnings to w without timestamps, for the commands whose
-// stdout is their output.
-func warnLogger(w io.Writer) *slog.Logger {
+// cliLogger logs notes and warnings to w without timestamps, for the
+// commands whose stdout is their output.
+func cliLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
 		Level: slog.LevelInfo,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
