@@ -136,7 +136,7 @@ func openFS(paths []string, o DeviceOptions, log *slog.Logger) (*btrfsread.FS, e
 	case errors.As(err, &pe) && pe.Op == "open":
 		return nil, fmt.Errorf("cannot open %s: %w", pe.Path, pe.Err)
 	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded && o.Scan:
-		return nil, fmt.Errorf("%w; --scan found no other member: pass them, or --degraded to read without them", err)
+		return nil, fmt.Errorf("%w; --scan did not find every member: pass the others, or --degraded to read without them", err)
 	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded:
 		return nil, fmt.Errorf("%w; pass all member devices, --scan to find them, or --degraded to read without them", err)
 	}
