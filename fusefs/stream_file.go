@@ -49,7 +49,9 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 		if ctx.Err() != nil {
 			return nil, syscall.EINTR
 		}
-		r.log.Error("stream size failed", "stream", f.label, "err", err)
+		if prev, seen := r.sizeFailures.Swap(f.label, err.Error()); !seen || prev != err.Error() {
+			r.log.Error("stream size failed", "stream", f.label, "err", err)
+		}
 		return nil, syscall.EIO
 	}
 	return f, 0
