@@ -142,7 +142,7 @@ func (iw interruptibleWriter) Write(p []byte) (int, error) {
 	case r := <-done:
 		return r.n, r.err
 	case <-iw.ctx.Done():
-		return 0, context.Cause(iw.ctx)
+		return 0, iw.ctx.Err()
 	}
 }
 
@@ -163,7 +163,7 @@ func interruptible[T any](ctx context.Context, fn func() (T, error)) (T, error) 
 		return r.v, r.err
 	case <-ctx.Done():
 		var zero T
-		return zero, context.Cause(ctx)
+		return zero, ctx.Err()
 	}
 }
 
