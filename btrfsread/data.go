@@ -8,14 +8,8 @@ import (
 
 // File type bits of InodeItem.Mode.
 const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
+	sIFMT  = 0o170000
+	sIFDIR = 0o040000
 )
 
 // ReadAt reads file ino's content (holes and prealloc as zeros, bounded by

@@ -101,13 +101,11 @@ func checkInodeItem(k Key, data []byte) error {
 	if err != nil {
 		return err
 	}
-	switch it.Mode & sIFMT {
-	case sIFREG, sIFDIR, sIFLNK, sIFCHR, sIFBLK, sIFIFO, sIFSOCK:
-	default:
-		return fmt.Errorf("invalid mode 0%o", it.Mode)
-	}
+	// The file type nibble: fifo 1, chr 2, dir 4, blk 6, reg 8, lnk 10,
+	// sock 12.
+	validType := uint32(1<<1 | 1<<2 | 1<<4 | 1<<6 | 1<<8 | 1<<10 | 1<<12)
 	switch {
-	case it.Mode&^(sIFMT|0o7777) != 0:
+	case validType&(1<<(it.Mode&sIFMT>>12)) == 0, it.Mode&^(sIFMT|0o7777) != 0:
 		return fmt.Errorf("invalid mode 0%o", it.Mode)
 	case it.Mode&sIFMT == sIFDIR && it.Nlink > 1:
 		return fmt.Errorf("directory with nlink %d", it.Nlink)

@@ -201,7 +201,7 @@ func (img *engineImage) mutate(script []byte) []byte {
 			touched[blk] = true
 			continue
 		}
-		if blk, item := img.findItem(data, typ, idx); item != nil && len(item) > 0 {
+		if blk, item := img.findItem(data, typ, idx); len(item) > 0 {
 			item[off%len(item)] = val
 			touched[blk] = true
 		}
