@@ -130,7 +130,10 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 		err = writeFile(ctx, opts.File, write)
 	} else {
 		var n int64
-		if n, err = write(interruptibleWriter{ctx, con.Out}); err != nil {
+		out := newInterruptibleWriter(ctx, con.Out)
+		n, err = write(out)
+		out.Close()
+		if err != nil {
 			err = fmt.Errorf("%w; the %s written to stdout are an incomplete stream", err, humanize.IBytes(uint64(n)))
 		}
 	}

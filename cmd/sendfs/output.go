@@ -121,10 +121,12 @@ func checkStdout() error {
 // interruptibleWriter is a Writer whose Write returns as soon as ctx is
 // cancelled, even when the write underneath is blocked (a full pipe whose
 // reader stopped reading): the signal that cancels ctx must end the send
-// within a second. The blocked write is abandoned; the process exits.
+// within a second. The writes run on a goroutine of their own; a blocked
+// one is abandoned, and the process exits. Close ends the goroutine.
 type interruptibleWriter struct {
 	ctx context.Context
-	w   io.Writer
+	req chan []byte
+	res chan writeResult
 }
 
 type writeResult struct {
@@ -132,19 +134,33 @@ type writeResult struct {
 	err error
 }
 
-func (iw interruptibleWriter) Write(p []byte) (int, error) {
-	done := make(chan writeResult, 1)
+func newInterruptibleWriter(ctx context.Context, w io.Writer) *interruptibleWriter {
+	iw := &interruptibleWriter{ctx: ctx, req: make(chan []byte), res: make(chan writeResult, 1)}
 	go func() {
-		n, err := iw.w.Write(p)
-		done <- writeResult{n, err}
+		for p := range iw.req {
+			n, err := w.Write(p)
+			iw.res <- writeResult{n, err}
+		}
 	}()
+	return iw
+}
+
+func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 	select {
-	case r := <-done:
+	case iw.req <- p:
+	case <-iw.ctx.Done():
+		return 0, iw.ctx.Err()
+	}
+	select {
+	case r := <-iw.res:
 		return r.n, r.err
 	case <-iw.ctx.Done():
 		return 0, iw.ctx.Err()
 	}
 }
+
+// Close stops the writing goroutine once its write (if any) returns.
+func (iw *interruptibleWriter) Close() { close(iw.req) }
 
 // interruptible runs fn (an open that may block, such as a fifo's) and
 // returns its result, or ctx's error as soon as ctx is cancelled.
@@ -287,7 +303,9 @@ func writeSpecial(ctx context.Context, path string, write func(io.Writer) (int64
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", path, pathErrorCause(err))
 	}
-	n, err := write(interruptibleWriter{ctx, f})
+	iw := newInterruptibleWriter(ctx, f)
+	n, err := write(iw)
+	iw.Close()
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("cannot write %s: %w", path, pathErrorCause(cerr))
 	}
