@@ -134,6 +134,19 @@ func (h *hardeningImage) checkLongPath(t *testing.T) {
 		t.Error("a failed send left its -f FILE")
 	}
 	sendfsRun(t, "send", "--size", h.img, "snaps/deep").wantFailure(t, 1, "file name too long")
+
+	// Through FUSE: EIO on every stat, one log line.
+	requireFUSE(t)
+	m := startMount(t, []string{h.img})
+	for range 3 {
+		if _, err := os.Stat(m.streamPath("snaps/deep", "")); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("stat of the deep stream: %v, want EIO", err)
+		}
+	}
+	m.waitLog(t, "file name too long", 30*time.Second)
+	if n := strings.Count(m.stderr.String(), "file name too long"); n != 1 {
+		t.Errorf("the size failure was logged %d times:\n%s", n, m.stderr)
+	}
 }
 
 // Item 3: a leaf with an invalid file extent item (checksum recomputed) is
