@@ -3,10 +3,11 @@ GO        ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
+FUZZTIME_LONG ?= 5m
 SEEDS     ?= 2000
 APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time
 
-.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz bench demo soak clean
+.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz fuzz-long bench demo soak clean
 
 all: build
 
@@ -53,6 +54,10 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# fuzz-long is fuzz with FUZZTIME_LONG per target, for a longer hunt.
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 # bench runs every Go benchmark once: test/ prints sendfs against the
 # kernel (send, FUSE), btrfsread and sendgen their own.

@@ -157,6 +157,11 @@ func parseNode(b []byte, logical uint64, r nodeRules) (*node, error) {
 			return bad("keys out of order at slot %d: %v then %v", i, n.key(i-1), n.key(i))
 		}
 	}
+	if n.level == 0 {
+		if err := checkLeaf(n, r); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
 }
 

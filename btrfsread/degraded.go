@@ -15,8 +15,8 @@ type OpenOptions struct {
 	// read that needs a missing member and has no other copy fails with an
 	// error naming the missing devids (ErrMissingDevice).
 	Degraded bool
-	// Log receives warnings: missing members and what they cost, and read
-	// errors of a member that were read around. Nil discards them.
+	// Log receives the read errors of a member that were read around. Nil
+	// discards them. (Missing members are in FS.Warnings.)
 	Log *slog.Logger
 }
 
@@ -164,12 +164,11 @@ func (l *readErrorLog) report(log *slog.Logger, pl place, n int, err error) {
 	}
 }
 
-// logDegraded warns which members are missing and which chunks lost every
-// copy of some of their blocks.
-func (fs *FS) logDegraded() {
-	log := fs.opts.Log
-	if log == nil || len(fs.missingDevids) == 0 {
-		return
+// degradedWarnings says which members are missing and which chunks lost
+// every copy of some of their blocks (for Warnings).
+func (fs *FS) degradedWarnings() []string {
+	if len(fs.missingDevids) == 0 {
+		return nil
 	}
 	lost := map[string]int{} // "raid0 data" -> chunks
 	var names []string
@@ -184,9 +183,9 @@ func (fs *FS) logDegraded() {
 		}
 		lost[name]++
 	}
-	log.Warn("member devices missing: reading degraded", "missing_devids", joinDevids(fs.missingDevids))
+	out := []string{fmt.Sprintf("member devices missing, reading degraded: devid %s", joinDevids(fs.missingDevids))}
 	for _, name := range names {
-		log.Warn("chunks with blocks on missing devices only: what is stored in them cannot be read",
-			"chunks", lost[name], "profile", name)
+		out = append(out, fmt.Sprintf("%d %s chunks have blocks on missing devices only: what is stored there cannot be read", lost[name], name))
 	}
+	return out
 }

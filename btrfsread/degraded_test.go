@@ -109,6 +109,9 @@ func TestOpenDegraded(t *testing.T) {
 	if got := fs.MissingDevids(); !slices.Equal(got, []uint64{1}) {
 		t.Errorf("MissingDevids = %v, want [1]", got)
 	}
+	if w := fs.Warnings(); len(w) != 1 || !strings.Contains(w[0], "missing, reading degraded: devid 1") {
+		t.Errorf("Warnings = %q, want the missing devid (and no lost chunk: raid1)", w)
+	}
 	if got, err := readTopFile(t, imgs[1:], len(data)); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("read through the other mirror: %v", err)
 	}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -29,13 +32,14 @@ type fakeStream struct {
 	key     string
 	size    int64
 	bad     [2]int64 // [from, to) that fails to read; empty when equal
+	sizeErr error    // what Size fails with
 	sized   *atomic.Int64
 	readers *atomic.Int64
 }
 
 func (s *fakeStream) Size(context.Context) (int64, error) {
 	s.sized.Add(1)
-	return s.size, nil
+	return s.size, s.sizeErr
 }
 func (s *fakeStream) CacheKey() string { return s.key }
 func (s *fakeStream) NewReader(context.Context) (io.ReaderAt, error) {
@@ -92,6 +96,25 @@ type testMount struct {
 	sized   *atomic.Int64 // Size calls
 	opened  *atomic.Int64 // streams described (lookups, first opens)
 	readers *atomic.Int64 // NewReader calls
+	log     *lockedBuffer // the mount's log
+}
+
+// lockedBuffer is a bytes.Buffer safe for the mount's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func streamSize(child, parent *btrfsread.Subvolume) int64 {
@@ -106,7 +129,7 @@ func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		testenv.Unavailable(t, "needs /dev/fuse: "+err.Error())
 	}
-	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64), readers: new(atomic.Int64)}
+	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64), readers: new(atomic.Int64), log: &lockedBuffer{}}
 	open := func(child, parent *btrfsread.Subvolume) (pairStream, error) {
 		m.opened.Add(1)
 		key := fmt.Sprint(child.ID)
@@ -117,9 +140,12 @@ func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 		if child.ID == 260 && parent == nil {
 			s.bad = [2]int64{2 << 20, 2<<20 + 1}
 		}
+		if child.ID == 258 && parent != nil && parent.ID == 260 {
+			s.sizeErr = errors.New("path too long")
+		}
 		return s, nil
 	}
-	m.root = newRoot(testSubvols(), Config{CacheDir: cacheDir, AllSubvolumes: all}, open)
+	m.root = newRoot(testSubvols(), Config{CacheDir: cacheDir, AllSubvolumes: all, Logger: slog.New(slog.NewTextHandler(m.log, nil))}, open)
 	server, err := Mount(m.dir, m.root, MountOptions{FsName: "test"})
 	if err != nil {
 		t.Fatalf("mount: %v", err)
@@ -291,6 +317,21 @@ func TestReadErrorIsEIO(t *testing.T) {
 	}
 	if _, err := os.ReadFile(filepath.Join(m.dir, "snapshots/b/full.stream")); err != nil {
 		t.Errorf("other stream after a failure: %v", err)
+	}
+}
+
+// TestSizeErrorLoggedOnce: a stream whose size fails is EIO on every stat,
+// and its error is logged once, not once per stat.
+func TestSizeErrorLoggedOnce(t *testing.T) {
+	m := mountTest(t, "", false)
+	p := filepath.Join(m.dir, "snapshots/a%2F2/from/c%25.stream")
+	for range 3 {
+		if _, err := os.Stat(p); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("stat of a stream whose size fails: %v, want EIO", err)
+		}
+	}
+	if n := strings.Count(m.log.String(), "path too long"); n != 1 {
+		t.Errorf("the size error was logged %d times:\n%s", n, m.log.String())
 	}
 }
 

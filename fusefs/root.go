@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 
@@ -40,6 +41,9 @@ type Root struct {
 	// mtime of the directories above the snapshots: the newest creation
 	// time among them, so that it is stable across mounts.
 	mtime btrfsread.Timespec
+	// sizeFailures maps a stream's label to the size error last logged for
+	// it: a failing stream is logged once, not on every stat.
+	sizeFailures sync.Map
 }
 
 // owner is who the nodes belong to: the mounting user.

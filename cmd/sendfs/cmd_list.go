@@ -51,7 +51,8 @@ by btrfs receive); PATH (from the top level, what 'sendfs send' takes).
 Parent and received uuids are shortened to 8 digits, '-' when unset.
 
 --json prints an array of objects with the full values: id, parent_id,
-path, read_only, generation, ctransid, otransid, created (RFC 3339, UTC),
+path, path_escaped (the path as the table prints it, quoted when it is not
+UTF-8 or holds control characters: the exact bytes), read_only, generation, ctransid, otransid, created (RFC 3339, UTC),
 uuid, parent_uuid, received_uuid (36-character uuids, null when unset).
 
 ` + devicesHelp + `
@@ -103,6 +104,7 @@ type subvolJSON struct {
 	ID           uint64  `json:"id"`
 	ParentID     uint64  `json:"parent_id"`
 	Path         string  `json:"path"`
+	PathEscaped  string  `json:"path_escaped"`
 	ReadOnly     bool    `json:"read_only"`
 	Generation   uint64  `json:"generation"`
 	CTransid     uint64  `json:"ctransid"`
@@ -121,6 +123,7 @@ func writeListJSON(w io.Writer, subvols []*btrfsread.Subvolume) error {
 			ID:           sv.ID,
 			ParentID:     sv.ParentID,
 			Path:         sv.Path,
+			PathEscaped:  displayPath(sv.Path),
 			ReadOnly:     sv.ReadOnly(),
 			Generation:   r.Generation,
 			CTransid:     r.CTransid,

@@ -105,6 +105,11 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		return usageErrorf("need DEVICE... and MOUNTPOINT")
 	}
 	devices, mountpoint := args[:len(args)-1], args[len(args)-1]
+	for _, d := range devices {
+		if st, err := os.Stat(d); err == nil && st.IsDir() && !opts.Scan { // --scan searches directories
+			return usageErrorf("DEVICE %s is a directory; MOUNTPOINT must be the last argument", d)
+		}
+	}
 	mountpoint, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return err

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -92,8 +90,13 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if !opts.Size && opts.File == "" && con.OutIsTerminal {
 		return errTerminal
 	}
-	if err := checkNotDevice(opts.File, devices); err != nil {
+	if err := checkDestination(opts.File, devices); err != nil {
 		return err
+	}
+	if opts.File == "" && con.Out == io.Writer(os.Stdout) {
+		if err := checkStdout(); err != nil {
+			return err
+		}
 	}
 	fsys, err := openFS(devices, opts.DeviceOptions, cliLogger(con.Err))
 	if err != nil {
@@ -109,7 +112,9 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 		if err != nil {
 			return fmt.Errorf("cannot compute the stream size: %w", err)
 		}
-		fmt.Fprintln(con.Out, n)
+		if _, err := fmt.Fprintln(con.Out, n); err != nil {
+			return fmt.Errorf("cannot write the size to stdout: %w", pathErrorCause(err))
+		}
 		return nil
 	}
 
@@ -126,10 +131,13 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	}
 	write := func(w io.Writer) (int64, error) { return stream.WriteTo(ctx, w, report) }
 	if opts.File != "" {
-		err = writeFile(opts.File, write)
+		err = writeFile(ctx, opts.File, write)
 	} else {
 		var n int64
-		if n, err = write(con.Out); err != nil {
+		out := newInterruptibleWriter(ctx, con.Out)
+		n, err = write(out)
+		out.Close()
+		if err != nil {
 			err = fmt.Errorf("%w; the %s written to stdout are an incomplete stream", err, humanize.IBytes(uint64(n)))
 		}
 	}
@@ -139,24 +147,6 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if progress != nil {
 		progress.Clear()
 		progress.Summary()
-	}
-	return nil
-}
-
-// checkNotDevice refuses a FILE that is one of the devices being read: the
-// rename at the end would replace the filesystem image by its stream.
-func checkNotDevice(file string, devices []string) error {
-	if file == "" {
-		return nil
-	}
-	out, err := os.Stat(file)
-	if err != nil {
-		return nil // FILE does not exist yet: it cannot be a device
-	}
-	for _, dev := range devices {
-		if st, err := os.Stat(dev); err == nil && os.SameFile(st, out) {
-			return fmt.Errorf("refusing to write the stream over %s, which is a DEVICE being read", file)
-		}
 	}
 	return nil
 }
@@ -176,6 +166,9 @@ func newSendStream(fsys *btrfsread.FS, spec string, opts SendOptions) (*sendgen.
 	if err != nil {
 		return nil, err
 	}
+	if child.ID == topLevelID {
+		return nil, errors.New("the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)")
+	}
 	if !child.ReadOnly() && !opts.AllowWritable {
 		return nil, fmt.Errorf("subvolume %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", subvolName(child))
 	}
@@ -183,6 +176,9 @@ func newSendStream(fsys *btrfsread.FS, spec string, opts SendOptions) (*sendgen.
 	if opts.Parent != "" {
 		if parent, err = findSubvol(fsys, opts.Parent, "parent subvolume"); err != nil {
 			return nil, err
+		}
+		if parent.ID == topLevelID {
+			return nil, errors.New("the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot")
 		}
 		if parent.ID == child.ID {
 			return nil, fmt.Errorf("parent and subvolume are both %s; an incremental send needs an older snapshot as parent", subvolName(child))
@@ -198,9 +194,14 @@ func newSendStream(fsys *btrfsread.FS, spec string, opts SendOptions) (*sendgen.
 	return stream, nil
 }
 
-// findSubvol resolves spec (path, id or uuid); role names it in errors.
+// findSubvol resolves spec (path, id or uuid); role names it in errors. A
+// path quoted as 'sendfs list' prints names that are not UTF-8 or hold
+// control characters ("bad\xff") is taken unquoted.
 func findSubvol(fsys *btrfsread.FS, spec, role string) (*btrfsread.Subvolume, error) {
 	sv, err := fsys.FindSubvolume(spec)
+	if u, uerr := strconv.Unquote(spec); errors.Is(err, btrfsread.ErrNotFound) && uerr == nil && spec[0] == '"' {
+		sv, err = fsys.FindSubvolume(u)
+	}
 	if errors.Is(err, btrfsread.ErrNotFound) {
 		return nil, fmt.Errorf("no %s %q on this filesystem; give its path as 'sendfs list' prints it, its id or its uuid", role, spec)
 	}
@@ -216,74 +217,4 @@ func subvolName(sv *btrfsread.Subvolume) string {
 		return "<top level> (id 5)"
 	}
 	return displayPath(sv.Path)
-}
-
-// writeFile runs write into path so that path never holds an incomplete
-// stream: write goes to a temporary file in the same directory, which is
-// synced and renamed over path only on success and removed on failure.
-// Paths that are not regular files (/dev/null, a fifo) are written directly.
-func writeFile(path string, write func(io.Writer) (int64, error)) error {
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return writeSpecial(path, write)
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".sendfs-*")
-	if err != nil {
-		return fmt.Errorf("cannot create %s: %w", path, pathErrorCause(err))
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, err := write(bw); err != nil {
-		return fmt.Errorf("%w; %s was not written", err, path)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cannot create %s: %w", path, pathErrorCause(err))
-	}
-	done = true
-	return nil
-}
-
-// writeSpecial writes into an existing file that is not a regular file:
-// replacing /dev/null by a stream would be a disaster.
-func writeSpecial(path string, write func(io.Writer) (int64, error)) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("cannot open %s: %w", path, pathErrorCause(err))
-	}
-	n, err := write(f)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("cannot write %s: %w", path, pathErrorCause(cerr))
-	}
-	if err != nil {
-		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(n)), path)
-	}
-	return nil
-}
-
-// pathErrorCause drops the operation and the (temporary) file name from an
-// *fs.PathError: the message names the user's FILE instead.
-func pathErrorCause(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

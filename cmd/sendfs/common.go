@@ -118,8 +118,9 @@ func (o *DeviceOptions) AddFlags(f *pflag.FlagSet) {
 // btrfsread's errors already name the device and what is wrong with it (not
 // btrfs, truncated, a member missing, an unsupported feature); only a file
 // that cannot be opened at all is reworded, and a missing member gets the
-// flags that help. Warnings (members missing, read errors read around) go
-// to log.
+// flags that help. What Open survived (a bad primary superblock, missing
+// members with --degraded) is printed on stderr as a warning; later
+// warnings (read errors read around) and notes (members found) go to log.
 func openFS(paths []string, o DeviceOptions, log *slog.Logger) (*btrfsread.FS, error) {
 	if len(paths) == 0 {
 		return nil, usageErrorf("no DEVICE given")
@@ -139,6 +140,11 @@ func openFS(paths []string, o DeviceOptions, log *slog.Logger) (*btrfsread.FS, e
 		return nil, fmt.Errorf("%w; --scan did not find every member: pass the others, or --degraded to read without them", err)
 	case errors.Is(err, btrfsread.ErrMissingDevice) && !o.Degraded:
 		return nil, fmt.Errorf("%w; pass all member devices, --scan to find them, or --degraded to read without them", err)
+	}
+	if err == nil {
+		for _, w := range fsys.Warnings() {
+			fmt.Fprintln(os.Stderr, "sendfs: warning: "+w)
+		}
 	}
 	return fsys, err
 }
