@@ -51,7 +51,7 @@ func (snapshotsContents) list(r *Root) []fuse.DirEntry {
 }
 
 func (snapshotsContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	s := r.cat.byName[name]
+	s := r.cat.lookupName(name)
 	if s == nil {
 		return nil, syscall.ENOENT
 	}
@@ -102,7 +102,7 @@ func (c fromContents) list(r *Root) []fuse.DirEntry {
 
 func (c fromContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
 	base, ok := strings.CutSuffix(name, streamSuffix)
-	p := r.cat.byName[base]
+	p := r.cat.lookupName(base)
 	if !ok || p == nil || p == c.s {
 		return nil, syscall.ENOENT
 	}
