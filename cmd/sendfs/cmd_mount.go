@@ -118,7 +118,12 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if opts.Debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(con.Err, &slog.HandlerOptions{Level: level}))
+	logTo := con.Err
+	detached := detachedLog()
+	if detached != nil {
+		logTo = detached
+	}
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	root, err := fusefs.New(fusefs.Config{
 		FS:            fsys,
 		AllSubvolumes: opts.AllSubvolumes,
@@ -138,8 +143,10 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if err != nil {
 		return fmt.Errorf("cannot mount on %s: %w", mountpoint, err)
 	}
-	log.Info("serving send streams", "mountpoint", mountpoint, "snapshots", root.Snapshots(),
-		"stop", "Ctrl-C or fusermount3 -u "+mountpoint)
+	if err := ready(mountpoint, root.Snapshots(), detached, log); err != nil {
+		fusefs.Unmount(server, mountpoint)
+		return err
+	}
 	go root.Warm(max(1, runtime.NumCPU()/2))
 
 	unmounted := make(chan struct{})
@@ -149,7 +156,9 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	}()
 	select {
 	case <-unmounted:
+		stopping(log)
 	case <-ctx.Done():
+		stopping(log)
 		lazy, err := fusefs.Unmount(server, mountpoint)
 		if err != nil {
 			return fmt.Errorf("cannot unmount %s: %w", mountpoint, err)

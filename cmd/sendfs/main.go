@@ -92,6 +92,9 @@ func dispatch(ctx context.Context, con *console, args []string) int {
 		fmt.Fprintf(con.Err, "sendfs: unknown flag %s\nRun 'sendfs --help' for usage.\n", args[0])
 		return exitUsage
 	}
+	if isHelperCall(args) {
+		return runHelper(ctx, con, args)
+	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
 		fmt.Fprintf(con.Err, "sendfs: unknown command %q\nRun 'sendfs --help' for the list of commands.\n", args[0])
