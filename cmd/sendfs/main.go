@@ -28,7 +28,7 @@ type command struct {
 }
 
 // commands lists the subcommands in help order.
-var commands = []func() *command{newListCommand, newSendCommand, newMountCommand}
+var commands = []func() *command{newListCommand, newSendCommand, newDiffCommand, newMountCommand}
 
 func main() {
 	os.Exit(runMain(os.Args[1:]))
