@@ -59,8 +59,14 @@ type entry struct {
 	origName   string
 	origParent *entry
 	live       bool
-	data, meta bool
-	xattrs     bool
+	ino        *inode
+}
+
+// inode is what the commands tell of one inode: whether the stream created
+// it, and what it changed. Names linked to one another share it.
+type inode struct {
+	created          bool
+	data, meta, xatt bool
 }
 
 // model replays the commands of a stream.
@@ -70,7 +76,7 @@ type model struct {
 }
 
 func newModel(incremental bool) *model {
-	root := &entry{existed: incremental, live: true}
+	root := &entry{existed: incremental, live: true, ino: &inode{created: !incremental}}
 	return &model{root: root, all: []*entry{root}}
 }
 
@@ -89,7 +95,7 @@ func (m *model) resolve(path string) (*entry, error) {
 		if !e.existed || e.gone[name] {
 			return nil, fmt.Errorf("the stream names %q, which does not exist at that point", path)
 		}
-		c := &entry{name: name, parent: e, existed: true, origName: name, origParent: e, live: true}
+		c := &entry{name: name, parent: e, existed: true, origName: name, origParent: e, live: true, ino: &inode{}}
 		e.attach(c)
 		m.all = append(m.all, c)
 		e = c
@@ -126,8 +132,8 @@ func dirAndName(path string) (string, string) {
 	return "", path
 }
 
-// create adds a new entry at path.
-func (m *model) create(path string) error {
+// create adds a new name at path for ino.
+func (m *model) create(path string, ino *inode) error {
 	dir, name := dirAndName(path)
 	d, err := m.resolve(dir)
 	if err != nil {
@@ -136,7 +142,7 @@ func (m *model) create(path string) error {
 	if d.children[name] != nil {
 		return fmt.Errorf("the stream creates %q, which exists", path)
 	}
-	c := &entry{name: name, live: true}
+	c := &entry{name: name, live: true, ino: ino}
 	d.attach(c)
 	m.all = append(m.all, c)
 	return nil
@@ -149,8 +155,14 @@ func (m *model) apply(c *sendgen.Command) error {
 	case sendgen.CmdSubvol, sendgen.CmdSnapshot, sendgen.CmdEnd:
 		return nil
 	case sendgen.CmdMkfile, sendgen.CmdMkdir, sendgen.CmdMknod, sendgen.CmdMkfifo,
-		sendgen.CmdMksock, sendgen.CmdSymlink, sendgen.CmdLink:
-		return m.create(path)
+		sendgen.CmdMksock, sendgen.CmdSymlink:
+		return m.create(path, &inode{created: true})
+	case sendgen.CmdLink:
+		target, err := m.resolve(string(c.Attr(sendgen.AttrPathLink)))
+		if err != nil {
+			return err
+		}
+		return m.create(path, target.ino)
 	case sendgen.CmdRename:
 		e, err := m.resolve(path)
 		if err != nil {
@@ -181,11 +193,11 @@ func (m *model) apply(c *sendgen.Command) error {
 	switch c.Cmd {
 	case sendgen.CmdWrite, sendgen.CmdClone, sendgen.CmdTruncate, sendgen.CmdUpdateExtent,
 		sendgen.CmdFallocate, sendgen.CmdEncodedWrite:
-		e.data = true
+		e.ino.data = true
 	case sendgen.CmdSetXattr, sendgen.CmdRemoveXattr:
-		e.meta, e.xattrs = true, true
+		e.ino.meta, e.ino.xatt = true, true
 	default: // chmod, chown, utimes, fileattr, verity
-		e.meta = true
+		e.ino.meta = true
 	}
 	return nil
 }
@@ -217,10 +229,8 @@ func Compute(ctx context.Context, s *sendgen.Stream) ([]Change, error) {
 	m := newModel(parent != nil)
 	var applyErr error
 	err := s.Commands(ctx, func(c *sendgen.Command) error {
-		if applyErr = m.apply(c); applyErr != nil {
-			return applyErr
-		}
-		return nil
+		applyErr = m.apply(c)
+		return applyErr
 	})
 	if applyErr != nil {
 		return nil, fmt.Errorf("internal error replaying the stream: %w", applyErr)
@@ -228,68 +238,113 @@ func Compute(ctx context.Context, s *sendgen.Stream) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Change
+	names := map[*inode][]*entry{}
+	var inodes []*inode
 	for _, e := range m.all {
-		ch, ok, err := classify(e, child, parent)
+		if names[e.ino] == nil {
+			inodes = append(inodes, e.ino)
+		}
+		names[e.ino] = append(names[e.ino], e)
+	}
+	var out []Change
+	for _, ino := range inodes {
+		chs, err := classify(ino, names[ino], child, parent)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			if ch.Path == "" {
-				ch.Path = "."
-			}
-			out = append(out, ch)
+		out = append(out, chs...)
+	}
+	for i := range out {
+		if out[i].Path == "" {
+			out[i].Path = "."
 		}
 	}
 	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.Path, b.Path) })
 	return out, nil
 }
 
-// classify turns an entry into its change, if it changed.
-func classify(e *entry, child, parent *btrfsread.Subvolume) (Change, bool, error) {
-	switch {
-	case !e.existed && !e.live: // created and removed by the stream (orphans)
-		return Change{}, false, nil
-	case !e.existed:
-		ch := Change{Kind: Added, Path: e.path()}
-		in, err := inodeAt(child, ch.Path)
+// classify turns what the stream did to an inode into changes: its names
+// added and deleted, or its one name renamed, and its data or metadata
+// modified.
+func classify(ino *inode, names []*entry, child, parent *btrfsread.Subvolume) ([]Change, error) {
+	var out []Change
+	var before, after []*entry // names in the parent; names in the child
+	for _, e := range names {
+		if e.existed {
+			before = append(before, e)
+		}
+		if e.live {
+			after = append(after, e)
+		}
+	}
+	add := func(k Kind, sv *btrfsread.Subvolume, path string) error {
+		in, err := inodeAt(sv, path)
+		ch := Change{Kind: k, Path: path}
 		ch.Type, ch.Size = describe(in)
-		return ch, true, err
-	case !e.live:
-		ch := Change{Kind: Deleted, Path: e.origPath()}
-		in, err := inodeAt(parent, ch.Path)
-		ch.Type, ch.Size = describe(in)
-		return ch, true, err
+		out = append(out, ch)
+		return err
 	}
-	ch := Change{Path: e.path(), Data: e.data}
-	renamed := e.parent != e.origParent || e.name != e.origName
-	if !renamed && !e.data && !e.meta {
-		return Change{}, false, nil
+	if ino.created {
+		for _, e := range after {
+			if err := add(Added, child, e.path()); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	}
-	now, err := inodeAt(child, ch.Path)
+	if len(after) == 0 { // every name deleted
+		for _, e := range before {
+			if err := add(Deleted, parent, e.origPath()); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	was, err := inodeAt(parent, before[0].origPath())
 	if err != nil {
-		return ch, false, err
+		return nil, err
 	}
-	was, err := inodeAt(parent, e.origPath())
+	now, err := inodeAt(child, after[0].path())
 	if err != nil {
-		return ch, false, err
+		return nil, err
 	}
+	ch := Change{Path: after[0].path(), Data: ino.data}
 	ch.Type, ch.Size = describe(now)
-	if e.data {
+	if ino.data {
 		_, ch.OldSize = describe(was)
 	}
-	ch.Meta = metaChanges(was, now, e.xattrs, e.data)
+	ch.Meta = metaChanges(was, now, ino.xatt, ino.data)
+	if len(before) == 1 && len(after) == 1 && was.Nlink == 1 && now.Nlink == 1 {
+		// One name before and after: a rename when it moved or changed name
+		// (by RENAME, or by LINK then UNLINK).
+		if b, a := before[0], after[0]; b != a || a.parent != a.origParent || a.name != a.origName {
+			ch.Kind, ch.From = Renamed, b.origPath()
+			return append(out, ch), nil
+		}
+	} else { // hard links: names come and go
+		for _, e := range names {
+			moved := e.existed && e.live && (e.parent != e.origParent || e.name != e.origName)
+			if e.existed && (!e.live || moved) {
+				if err := add(Deleted, parent, e.origPath()); err != nil {
+					return nil, err
+				}
+			}
+			if e.live && (!e.existed || moved) {
+				if err := add(Added, child, e.path()); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	switch {
-	case renamed:
-		ch.Kind, ch.From = Renamed, e.origPath()
-	case e.data:
+	case ino.data:
 		ch.Kind = Modified
 	case len(ch.Meta) > 0:
 		ch.Kind = Metadata
 	default: // times of a directory whose entries changed, or ctime only
-		return Change{}, false, nil
+		return out, nil
 	}
-	return ch, true, nil
+	return append(out, ch), nil
 }
 
 // metaChanges names what differs between two states of an inode. The mtime

@@ -2,9 +2,11 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -24,7 +26,7 @@ func checkDiffs(t *testing.T, c *corpus, scenarios []scenario) {
 			for i := range sc.changes {
 				from, to := snapName(sc, i), snapName(sc, i+1)
 				want := diffTruth(t, c.fs.path(from), c.fs.path(to))
-				got := sendfsDiff(t, c.fs.Images, from, to)
+				got := canonical(t, sendfsDiff(t, c.fs.Images, from, to), c.fs.path(to))
 				if !slices.Equal(got, want) {
 					t.Errorf("diff %s -> %s:\n  sendfs: %q\n  truth:  %q", from, to, got, want)
 				}
@@ -102,59 +104,142 @@ func identities(t *testing.T, root string) map[string]identity {
 
 // diffTruth is what changed from the tree at a to the tree at b, in the
 // canonical lines of sendfsDiff: added and deleted paths (every name of a
-// new or removed inode, and new or removed hard links), renamed (an inode
-// whose only name changed directory or name), modified (a file's content
-// or a symlink's target) and metadata (mode, owner, xattrs, and a
-// non-directory's mtime).
+// new or removed inode, and the names that came or went of a hard-linked
+// one), renamed (an inode whose one name changed directory or name),
+// modified (content, or the data rewritten: different extents) and
+// metadata (mode, owner, xattrs, and a non-directory's mtime). The change
+// of a hard-linked inode is written with its identity, not a path: sendfs
+// names it by whichever of its names the stream used.
 func diffTruth(t *testing.T, a, b string) []string {
 	ta, err := captureTree(a)
 	must(t, err)
 	tb, err := captureTree(b)
 	must(t, err)
 	ia, ib := identities(t, a), identities(t, b)
-	names := func(ids map[string]identity) map[identity][]string {
-		out := map[identity][]string{}
+	// A name is its directory's identity and its base name.
+	type name struct {
+		dir  identity
+		base string
+	}
+	names := func(ids map[string]identity) map[identity]map[name]string {
+		out := map[identity]map[name]string{}
 		for p, id := range ids {
-			out[id] = append(out[id], p)
+			if out[id] == nil {
+				out[id] = map[name]string{}
+			}
+			out[id][name{ids[filepath.Dir(p)], filepath.Base(p)}] = p
 		}
 		return out
 	}
 	na, nb := names(ia), names(ib)
 	var out []string
-	changed := func(p, q string) {
-		ea, eb := ta[p], tb[q]
-		switch {
-		case ea.Digest != eb.Digest || ea.Target != eb.Target || ea.Size != eb.Size:
-			out = append(out, "modified "+q)
-		case ea.Mode != eb.Mode || ea.UID != eb.UID || ea.GID != eb.GID ||
-			!slices.Equal(ea.Xattrs, eb.Xattrs) || ea.Type != "dir" && ea.Mtime != eb.Mtime:
-			out = append(out, "metadata "+q)
-		}
-	}
-	for p, id := range ib {
+	for id, news := range nb {
 		olds := na[id]
-		switch {
-		case len(olds) == 0:
-			out = append(out, "added "+p)
-		case len(olds) == 1 && len(nb[id]) == 1:
-			old := olds[0]
-			if old != p && (ia[filepath.Dir(old)] != ib[filepath.Dir(p)] || filepath.Base(old) != filepath.Base(p)) {
+		if len(olds) == 1 && len(news) == 1 && ta[firstPath(olds)].Nlink == 1 && tb[firstPath(news)].Nlink == 1 {
+			old, p := firstPath(olds), firstPath(news)
+			if _, same := olds[firstName(news)]; !same {
 				out = append(out, "renamed "+old+" -> "+p)
 			}
-			changed(old, p)
-		case !slices.Contains(olds, p):
-			out = append(out, "added "+p) // a new hard link
-		default:
-			changed(p, p)
+			out = append(out, contentChange(t, ta[old], tb[p], filepath.Join(a, old), filepath.Join(b, p), p)...)
+			continue
+		}
+		for n, p := range news {
+			if _, ok := olds[n]; !ok {
+				out = append(out, "added "+p)
+			}
+		}
+		for n, p := range olds {
+			if _, ok := news[n]; !ok {
+				out = append(out, "deleted "+p)
+			}
+		}
+		if len(olds) > 0 {
+			old, p := firstPath(olds), firstPath(news)
+			label := p
+			if tb[p].Nlink > 1 {
+				label = fmt.Sprint(id)
+			}
+			out = append(out, contentChange(t, ta[old], tb[p], filepath.Join(a, old), filepath.Join(b, p), label)...)
 		}
 	}
-	for p, id := range ia {
-		if news := nb[id]; len(news) == 0 || !(len(news) == 1 && len(na[id]) == 1) && !slices.Contains(news, p) {
-			out = append(out, "deleted "+p)
+	for id, olds := range na {
+		if nb[id] == nil {
+			for _, p := range olds {
+				out = append(out, "deleted "+p)
+			}
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
+}
+
+// firstPath and firstName pick the first of a set of names, by path.
+func firstPath[K comparable](m map[K]string) string {
+	return m[firstName(m)]
+}
+
+func firstName[K comparable](m map[K]string) K {
+	var first K
+	best := ""
+	for k, p := range m {
+		if best == "" || p < best {
+			first, best = k, p
+		}
+	}
+	return first
+}
+
+// contentChange is "modified" or "metadata" for label when an inode's
+// content or metadata differ between its paths pa and pb.
+func contentChange(t *testing.T, ea, eb *entry, pa, pb, label string) []string {
+	switch {
+	case ea.Digest != eb.Digest || ea.Target != eb.Target || ea.Size != eb.Size ||
+		ea.Type == "file" && extents(t, pa, ea.Size) != extents(t, pb, eb.Size):
+		return []string{"modified " + label}
+	case ea.Mode != eb.Mode || ea.UID != eb.UID || ea.GID != eb.GID ||
+		!slices.Equal(ea.Xattrs, eb.Xattrs) || ea.Type != "dir" && ea.Mtime != eb.Mtime:
+		return []string{"metadata " + label}
+	}
+	return nil
+}
+
+// extents is a file's extent map up to its size (filefrag, 4 KiB blocks):
+// two snapshots of a file whose data was not rewritten share their
+// extents. Preallocation beyond the size is left out (protocol 1 streams do
+// not carry it).
+func extents(t *testing.T, p string, size int64) string {
+	out := run(t, "filefrag", "-v", "-b4096", "-e", p)
+	var rows []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasSuffix(f[0], ":") {
+			continue
+		}
+		if start, err := strconv.ParseInt(strings.TrimSuffix(f[1], ".."), 10, 64); err != nil || start*4096 >= size {
+			continue
+		}
+		rows = append(rows, strings.Join(f[1:6], " ")) // offsets and length, not the flags
+	}
+	return strings.Join(rows, "\n")
+}
+
+// canonical rewrites sendfs's "modified PATH"/"metadata PATH" of a
+// hard-linked inode with the inode's identity, as diffTruth writes it.
+func canonical(t *testing.T, lines []string, root string) []string {
+	ids := identities(t, root)
+	for i, l := range lines {
+		kind, p, _ := strings.Cut(l, " ")
+		if kind != "modified" && kind != "metadata" {
+			continue
+		}
+		var st unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(root, p), &st))
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+			lines[i] = kind + " " + fmt.Sprint(ids[p])
+		}
+	}
+	slices.Sort(lines)
+	return lines
 }
 
 // TestDiffCLI: the text form names each kind, with human sizes.
