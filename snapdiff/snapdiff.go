@@ -204,19 +204,19 @@ func (m *model) apply(c *sendgen.Command) error {
 
 // path is where e is now; "" for the root.
 func (e *entry) path() string {
-	var parts []string
-	for ; e.parent != nil; e = e.parent {
-		parts = append(parts, e.name)
-	}
-	slices.Reverse(parts)
-	return strings.Join(parts, "/")
+	return e.pathBy(func(e *entry) (*entry, string) { return e.parent, e.name })
 }
 
 // origPath is where e was in the parent snapshot.
 func (e *entry) origPath() string {
+	return e.pathBy(func(e *entry) (*entry, string) { return e.origParent, e.origName })
+}
+
+// pathBy joins the names up to the root, following up.
+func (e *entry) pathBy(up func(*entry) (*entry, string)) string {
 	var parts []string
-	for ; e.origParent != nil; e = e.origParent {
-		parts = append(parts, e.origName)
+	for p, name := up(e); p != nil; p, name = up(p) {
+		parts = append(parts, name)
 	}
 	slices.Reverse(parts)
 	return strings.Join(parts, "/")

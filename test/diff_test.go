@@ -194,7 +194,7 @@ func firstName[K comparable](m map[K]string) K {
 func contentChange(t *testing.T, ea, eb *entry, pa, pb, label string) []string {
 	switch {
 	case ea.Digest != eb.Digest || ea.Target != eb.Target || ea.Size != eb.Size ||
-		ea.Type == "file" && extents(t, pa, ea.Size) != extents(t, pb, eb.Size):
+		ea.Type == "file" && ea.Mtime != eb.Mtime && extents(t, pa, ea.Size) != extents(t, pb, eb.Size):
 		return []string{"modified " + label}
 	case ea.Mode != eb.Mode || ea.UID != eb.UID || ea.GID != eb.GID ||
 		!slices.Equal(ea.Xattrs, eb.Xattrs) || ea.Type != "dir" && ea.Mtime != eb.Mtime:
@@ -205,7 +205,7 @@ func contentChange(t *testing.T, ea, eb *entry, pa, pb, label string) []string {
 
 // extents is a file's extent map up to its size (filefrag, 4 KiB blocks):
 // two snapshots of a file whose data was not rewritten share their
-// extents. Preallocation beyond the size is left out (protocol 1 streams do
+// extents (read only when the mtime changed: a write sets it). Preallocation beyond the size is left out (protocol 1 streams do
 // not carry it).
 func extents(t *testing.T, p string, size int64) string {
 	out := run(t, "filefrag", "-v", "-b4096", "-e", p)
