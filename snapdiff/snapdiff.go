@@ -42,6 +42,8 @@ type Change struct {
 	Data bool `json:"data,omitempty"`
 	// Meta lists what metadata differs: mode, owner, mtime, xattrs.
 	Meta []string `json:"metadata,omitempty"`
+
+	ino uint64 // in the child, for Modified and Metadata
 }
 
 // entry is a name in the model of the receiving tree, as the stream's
@@ -247,12 +249,26 @@ func Compute(ctx context.Context, s *sendgen.Stream) ([]Change, error) {
 		names[e.ino] = append(names[e.ino], e)
 	}
 	var out []Change
+	changed := map[uint64]int{} // inode number -> index in out of its Modified or Metadata
 	for _, ino := range inodes {
 		chs, err := classify(ino, names[ino], child, parent)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, chs...)
+		for _, ch := range chs {
+			// Two names of one hard-linked inode, touched by different
+			// commands, are one change: modified wins over metadata.
+			if i, seen := changed[ch.ino]; seen && (ch.Kind == Modified || ch.Kind == Metadata) {
+				if ch.Kind == Modified {
+					out[i] = ch
+				}
+				continue
+			}
+			if ch.Kind == Modified || ch.Kind == Metadata {
+				changed[ch.ino] = len(out)
+			}
+			out = append(out, ch)
+		}
 	}
 	for i := range out {
 		if out[i].Path == "" {
@@ -278,7 +294,7 @@ func classify(ino *inode, names []*entry, child, parent *btrfsread.Subvolume) ([
 		}
 	}
 	add := func(k Kind, sv *btrfsread.Subvolume, path string) error {
-		in, err := inodeAt(sv, path)
+		_, in, err := inodeAt(sv, path)
 		ch := Change{Kind: k, Path: path}
 		ch.Type, ch.Size = describe(in)
 		out = append(out, ch)
@@ -300,15 +316,15 @@ func classify(ino *inode, names []*entry, child, parent *btrfsread.Subvolume) ([
 		}
 		return out, nil
 	}
-	was, err := inodeAt(parent, before[0].origPath())
+	_, was, err := inodeAt(parent, before[0].origPath())
 	if err != nil {
 		return nil, err
 	}
-	now, err := inodeAt(child, after[0].path())
+	num, now, err := inodeAt(child, after[0].path())
 	if err != nil {
 		return nil, err
 	}
-	ch := Change{Path: after[0].path(), Data: ino.data}
+	ch := Change{Path: after[0].path(), Data: ino.data, ino: num}
 	ch.Type, ch.Size = describe(now)
 	if ino.data {
 		_, ch.OldSize = describe(was)
@@ -367,12 +383,13 @@ func metaChanges(was, now btrfsread.InodeItem, xattrs, data bool) []string {
 	return out
 }
 
-func inodeAt(sv *btrfsread.Subvolume, path string) (btrfsread.InodeItem, error) {
+func inodeAt(sv *btrfsread.Subvolume, path string) (uint64, btrfsread.InodeItem, error) {
 	ino, err := sv.Lookup(path)
 	if err != nil {
-		return btrfsread.InodeItem{}, err
+		return 0, btrfsread.InodeItem{}, err
 	}
-	return sv.Inode(ino)
+	in, err := sv.Inode(ino)
+	return ino, in, err
 }
 
 const (
