@@ -283,7 +283,14 @@ func ready(mountpoint string, snapshots int, detached *os.File, log *slog.Logger
 	if err := detachStderr(detached); err != nil {
 		return err
 	}
-	return notify(fmt.Sprintf("READY=1\nSTATUS=serving %d snapshots at %s", snapshots, mountpoint))
+	err := notify(fmt.Sprintf("READY=1\nSTATUS=serving %d snapshots at %s", snapshots, mountpoint))
+	if err != nil && detached == nil {
+		// A service manager that cannot be told is not a reason to stop
+		// serving; the mount helper waiting for it is (it would wait forever).
+		log.Warn("readiness not notified", "err", err)
+		return nil
+	}
+	return err
 }
 
 // stopping tells the service manager the mount is going away.
