@@ -152,6 +152,7 @@ const (
 	kindIncremental
 	kindByID
 	kindByUUID
+	kindDiff
 )
 
 // inodeNumber derives a deterministic inode number for a node of kind about

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -259,7 +260,8 @@ func canonical(t *testing.T, lines []string, root string, truth []string) []stri
 	return lines
 }
 
-// TestDiffCLI: the text form names each kind, with human sizes.
+// TestDiffCLI: the text form names each kind, with human sizes, and the
+// mount's from/<parent>.diff says the same.
 func TestDiffCLI(t *testing.T) {
 	requireRoot(t)
 	fsys := newFS(t, fsOpts{Size: 1 << 30})
@@ -296,5 +298,16 @@ func TestDiffCLI(t *testing.T) {
 	}
 	if r := sendfsRun(t, append([]string{"diff", "-p", "nope"}, append(fsys.Images, "s2")...)...); r.code != 1 || !strings.Contains(r.stderr, `no parent subvolume "nope"`) {
 		t.Errorf("diff with an unknown parent: exit %d %s", r.code, r.stderr)
+	}
+
+	// The mount answers from/<parent>.diff with the same text.
+	requireFUSE(t)
+	m := startMount(t, fsys.Images, "--cache-dir", "")
+	from := filepath.Dir(m.streamPath("s2", "s1"))
+	if got := string(readFile(t, filepath.Join(from, "s1.diff"))); got != r.stdout {
+		t.Errorf("from/s1.diff:\n%s\nwant what sendfs diff prints:\n%s", got, r.stdout)
+	}
+	if ents, err := os.ReadDir(from); err != nil || len(ents) != 1 {
+		t.Errorf("from/ lists %v, %v; want the stream only", ents, err)
 	}
 }

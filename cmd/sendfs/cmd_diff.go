@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
-	"text/tabwriter"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 
 	"sendfs/snapdiff"
@@ -94,35 +90,5 @@ func runDiff(ctx context.Context, opts DiffOptions, con *console, args []string)
 		enc.SetIndent("", "  ")
 		return enc.Encode(changes)
 	}
-	return writeDiffTable(con.Out, changes)
-}
-
-// writeDiffTable prints one change per line: kind, type, what changed, path.
-func writeDiffTable(w io.Writer, changes []snapdiff.Change) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range changes {
-		detail := ""
-		switch {
-		case c.Kind == snapdiff.Deleted || c.Kind == snapdiff.Added:
-			detail = sizeText(c.Size)
-		case c.Data:
-			detail = sizeText(c.OldSize) + " -> " + sizeText(c.Size)
-		}
-		if len(c.Meta) > 0 {
-			detail = strings.TrimPrefix(detail+", "+strings.Join(c.Meta, ", "), ", ")
-		}
-		path := displayPath(c.Path)
-		if c.Kind == snapdiff.Renamed {
-			path = displayPath(c.From) + " -> " + path
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Kind, c.Type, detail, path)
-	}
-	return tw.Flush()
-}
-
-func sizeText(n *uint64) string {
-	if n == nil {
-		return ""
-	}
-	return humanize.IBytes(*n)
+	return snapdiff.WriteText(con.Out, changes)
 }

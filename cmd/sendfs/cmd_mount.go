@@ -54,6 +54,7 @@ what 'sendfs send' writes:
 
   snapshots/NAME/full.stream           full stream of the snapshot NAME
   snapshots/NAME/from/PARENT.stream    incremental stream from PARENT
+  snapshots/NAME/from/PARENT.diff      what 'sendfs diff' prints (not listed)
   by-id/ID -> ../snapshots/NAME        the same, by subvolume id
   by-uuid/UUID -> ../snapshots/NAME    the same, by subvolume uuid
 
