@@ -148,6 +148,18 @@ func TestMountHelper(t *testing.T) {
 		umountHelper(t, dir)
 	})
 
+	t.Run("devices", func(t *testing.T) {
+		// SOURCE is DEVICE:DEVICE for a filesystem on two devices.
+		fs2 := newFS(t, fsOpts{Devices: 2, Size: 1 << 30, MkfsArgs: []string{"-d", "raid1", "-m", "raid1"}})
+		writeFile(t, fs2.path("f"), random(200000, 9))
+		snapshotRO(t, fs2, "", "s")
+		unmount(t, fs2)
+		dir := helperMount(t)
+		run(t, "mount", "-t", "fuse.sendfs", strings.Join(fs2.Images, ":"), dir)
+		sameBytes(t, "full stream from two devices", sendfsSend(t, fs2.Images, "s", ""), readFile(t, filepath.Join(dir, "snapshots", "s", "full.stream")))
+		umountHelper(t, dir)
+	})
+
 	t.Run("BadOption", func(t *testing.T) {
 		dir := helperMount(t)
 		out, err := runErr("mount", "-t", "fuse.sendfs", fs.Images[0], dir, "-o", "ro,cache_dri=/tmp")
@@ -158,7 +170,7 @@ func TestMountHelper(t *testing.T) {
 			t.Errorf("mounted anyway")
 		}
 		out, err = runErr("mount", "-t", "fuse.sendfs", fs.Images[0]+".missing", dir)
-		if err == nil || !strings.Contains(out+err.Error(), ".missing") || isMounted(dir) {
+		if err == nil || !strings.Contains(out+err.Error(), ".missing: no such file or directory") || isMounted(dir) {
 			t.Errorf("mount of a missing device: %v %s", err, out)
 		}
 	})

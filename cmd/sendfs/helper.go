@@ -43,9 +43,10 @@ func isHelperCall(args []string) bool {
 }
 
 // genericMountOptions are options of mount(8) and fstab that are not for
-// sendfs: accepted and ignored. The mount is always read-only.
+// sendfs: accepted and ignored. The mount is always read-only (mount(8)
+// passes rw unless told ro).
 var genericMountOptions = map[string]bool{
-	"ro": true, "defaults": true, "auto": true, "noauto": true, "nofail": true, "_netdev": true,
+	"ro": true, "rw": true, "defaults": true, "auto": true, "noauto": true, "nofail": true, "_netdev": true,
 	"user": true, "users": true, "nouser": true, "owner": true, "group": true,
 	"atime": true, "noatime": true, "relatime": true, "norelatime": true, "strictatime": true,
 	"nostrictatime": true, "lazytime": true, "nolazytime": true, "diratime": true, "nodiratime": true,
@@ -90,8 +91,6 @@ func helperArgs(args []string) (mountArgs []string, fake bool, err error) {
 		switch {
 		case key == "" || genericMountOptions[key] || strings.HasPrefix(key, "x-") || key == "comment":
 			continue
-		case key == "rw":
-			return nil, false, usageErrorf("mount option rw: sendfs mounts are read-only")
 		}
 		f := flags.Lookup(strings.ReplaceAll(key, "_", "-"))
 		if f == nil {

@@ -30,7 +30,6 @@ func TestHelperArgs(t *testing.T) {
 	}
 	for _, bad := range []struct{ args, want string }{
 		{"/d /mnt -o ro,bogus", `unknown mount option "bogus"`},
-		{"/d /mnt -o rw", "read-only"},
 		{"/d /mnt -o cache_dir", "needs a value"},
 		{"/d /mnt -o allow_other=maybe", "allow_other=maybe"},
 		{"/d /mnt /x", "got 3 arguments"},
