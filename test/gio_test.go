@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sendfs/internal/testenv"
 )
 
 // gioBudget bounds how long GIO may take to list a from/ of 100 streams
@@ -24,10 +26,7 @@ func TestGIO(t *testing.T) {
 	requireFUSE(t)
 	for _, tool := range []string{"gio", "update-mime-database"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			if inCI {
-				t.Fatalf("%s missing under CI=true (make deps installs it)", tool)
-			}
-			t.Skipf("skipping: %s not installed (make deps)", tool)
+			testenv.Unavailable(t, tool+" not installed (make deps)")
 		}
 	}
 	// The mime definition, installed for this test only.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sendfs/internal/mountinfo"
 )
 
 // sendfs as a service: the mount helper mount(8) runs for fuse.sendfs (by
@@ -129,8 +131,9 @@ func TestMountHelper(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "snapshots", "src")); err != nil {
 			t.Errorf("all_subvolumes: %v", err)
 		}
-		if opts := mountOptions(t, dir); !strings.Contains(opts, "allow_other") || !strings.Contains(opts, "default_permissions") || !strings.Contains(opts, "fuse.sendfs") {
-			t.Errorf("mount options %q", opts)
+		if m, _, err := mountinfo.Find(dir); err != nil || m.FSType != "fuse.sendfs" ||
+			!strings.Contains(m.Options, "allow_other") || !strings.Contains(m.Options, "default_permissions") {
+			t.Errorf("mount %+v, %v; want fuse.sendfs with allow_other,default_permissions", m, err)
 		}
 		if ents, _ := os.ReadDir(cache); len(ents) == 0 {
 			t.Errorf("cache_dir %s unused", cache)
