@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"sendfs/btrfsread"
 	"sendfs/internal/testenv"
@@ -182,10 +183,10 @@ func TestNamespace(t *testing.T) {
 		}
 	}
 	check("", "by-id", "by-uuid", "snapshots")
-	check("snapshots", "a%2F1", "a%2F2", "b", "c%25")
-	check("snapshots/a%2F1", "from", "full.stream")
-	check("snapshots/a%2F1/from", "a%2F2.stream", "b.stream")
-	check("snapshots/b/from", "a%2F1.stream")
+	check("snapshots", "1 ‹ a", "2 ‹ a", "b", "c%25")
+	check("snapshots/1 ‹ a", "from", "full.stream")
+	check("snapshots/1 ‹ a/from", "2 ‹ a.stream", "b.stream")
+	check("snapshots/b/from", "1 ‹ a.stream")
 	check("snapshots/c%25/from")
 	check("by-id", "257", "258", "259", "260")
 
@@ -200,11 +201,17 @@ func TestNamespace(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m.dir, "by-uuid/04000000-0000-0000-0000-000000000000/full.stream")); err != nil {
 		t.Errorf("by-uuid: %v", err)
 	}
+	// The escaped names of earlier versions are answered, not listed.
+	for _, old := range []string{"snapshots/a%2F1/full.stream", "snapshots/b/from/a%2F1.stream", "snapshots/a%2F2/from/a%2F1.stream"} {
+		if _, err := os.Stat(filepath.Join(m.dir, old)); err != nil {
+			t.Errorf("escaped name of earlier versions: %v", err)
+		}
+	}
 	// Any served subvolume works as a parent by name, except itself.
 	if _, err := os.Stat(filepath.Join(m.dir, "snapshots/b/from/c%25.stream")); err != nil {
 		t.Errorf("unlisted parent: %v", err)
 	}
-	for _, bad := range []string{"snapshots/b/from/b.stream", "snapshots/b/from/data.stream", "snapshots/data", "by-id/0259", "snapshots/b/from/a%2F1"} {
+	for _, bad := range []string{"snapshots/b/from/b.stream", "snapshots/b/from/data.stream", "snapshots/data", "by-id/0259", "snapshots/b/from/1 ‹ a", "snapshots/a%2f1", "snapshots/c%"} {
 		if _, err := os.Stat(filepath.Join(m.dir, bad)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stat %s: %v, want not exist", bad, err)
 		}
@@ -213,7 +220,7 @@ func TestNamespace(t *testing.T) {
 
 func TestAllSubvolumes(t *testing.T) {
 	m := mountTest(t, "", true)
-	if got, want := names(t, filepath.Join(m.dir, "snapshots/a%2F1/from")), []string{"a%2F2.stream", "b.stream", "data.stream"}; !slices.Equal(got, want) {
+	if got, want := names(t, filepath.Join(m.dir, "snapshots/1 ‹ a/from")), []string{"2 ‹ a.stream", "b.stream", "data.stream"}; !slices.Equal(got, want) {
 		t.Errorf("from/ = %q, want %q", got, want)
 	}
 }
@@ -367,11 +374,61 @@ func TestWarm(t *testing.T) {
 	}
 }
 
-func TestEscapeName(t *testing.T) {
+func TestMountName(t *testing.T) {
+	long := strings.Repeat("x", 250)
+	for in, want := range map[string]string{
+		"a":                        "a",
+		"snaps/home.2026-11-01":    "home.2026-11-01 ‹ snaps",
+		"@/.snapshots/12/snapshot": "snapshot ‹ 12 ‹ .snapshots ‹ @",
+		"odd name/\xff\x01":        "\xff\x01 ‹ odd name",
+		"50%/x%2F":                 "50%25%2Fx%252F",
+		"a‹b/c":                    "a%E2%80%B9b%2Fc",
+		"c ‹ b/a":                  "c %E2%80%B9 b%2Fa",
+	} {
+		if got := mountName(in); got != want {
+			t.Errorf("mountName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Long names: at most 248 bytes (NAME.stream fits 255), distinct, and
+	// cut at a character boundary.
+	seen := map[string]string{}
+	for _, p := range []string{long, long + "y", "d/" + long, long + "/" + long, strings.Repeat("é", 200), strings.Repeat("é", 200) + "/x"} {
+		got := mountName(p)
+		if len(got) > maxNameLen || !utf8.ValidString(got) && utf8.ValidString(p) || !strings.Contains(got, "…~") {
+			t.Errorf("mountName(%.20q…) = %q (%d bytes)", p, got, len(got))
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("%.20q and %.20q share the name %q", p, other, got)
+		}
+		seen[got] = p
+	}
 	for in, want := range map[string]string{"a": "a", "a/b": "a%2Fb", "50%/x%2F": "50%25%2Fx%252F"} {
 		if got := escapeName(in); got != want {
 			t.Errorf("escapeName(%q) = %q, want %q", in, got, want)
 		}
+		if got, ok := legacyPath(want); !ok || got != in {
+			t.Errorf("legacyPath(%q) = %q, %v, want %q", want, got, ok, in)
+		}
+	}
+	for _, bad := range []string{"a%2", "a%41", "%"} {
+		if p, ok := legacyPath(bad); ok {
+			t.Errorf("legacyPath(%q) = %q, want not an escaped name", bad, p)
+		}
+	}
+}
+
+// TestNameCollision: a subvolume named like another's shortened name gets
+// another name (with its id, shortened again); both stay reachable.
+func TestNameCollision(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	svs := []*btrfsread.Subvolume{testSubvol(257, long, true, 1, 0), testSubvol(258, mountName(long), true, 2, 0)}
+	c := newCatalog(svs, false)
+	a, b := c.byID[257], c.byID[258]
+	if a.name == b.name || c.lookupName(a.name) != a || c.lookupName(b.name) != b || len(b.name) > maxNameLen {
+		t.Errorf("names %q and %q", a.name, b.name)
+	}
+	if names := MountNames(svs); names[257] != a.name || names[258] != b.name {
+		t.Errorf("MountNames = %v", names)
 	}
 }
 

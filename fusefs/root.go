@@ -33,6 +33,7 @@ type Root struct {
 	cat    *catalog
 	sizes  *sizeCache
 	open   streamOpener
+	diff   differ // nil: no from/<parent>.diff
 	log    *slog.Logger
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -56,7 +57,9 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing subvolumes: %w", err)
 	}
-	return newRoot(svs, cfg, openSendgen), nil
+	r := newRoot(svs, cfg, openSendgen)
+	r.diff = diffText
+	return r, nil
 }
 
 func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {

@@ -38,6 +38,7 @@ func TestRandomIncremental(t *testing.T) {
 			c := buildCorpus(t, fsOpts{Size: 16 << 30}, scenarios)
 			c.light = true
 			checkCorpus(t, c, scenarios)
+			t.Run("diff", func(t *testing.T) { checkDiffs(t, c, scenarios) })
 		})
 	}
 }
