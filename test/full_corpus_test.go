@@ -18,6 +18,7 @@ func TestFullSend(t *testing.T) {
 	scenarios = selectScenarios(t, scenarios)
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
+	checkVariants(t, c, scenarios)
 }
 
 func j(parts ...string) string { return filepath.Join(parts...) }
