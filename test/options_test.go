@@ -164,8 +164,8 @@ func TestNoDataAndSelf(t *testing.T) {
 	snapshotRO(t, bfs, "vol", "snaps/s2")
 	remountRO(t, bfs)
 	for _, tc := range []struct {
-		name string
-		opts []string
+		name           string
+		opts           []string
 		subvol, parent string
 	}{
 		{"no-data-full", []string{"--no-data"}, "s2", ""},
