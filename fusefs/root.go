@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 
 	"sendfs/btrfsread"
+	"sendfs/sendgen"
 )
 
 // Config says what a mount serves.
@@ -24,6 +25,10 @@ type Config struct {
 	// Logger receives one line per failed read or lookup and progress
 	// messages; nil discards them.
 	Logger *slog.Logger
+	// Stream selects the form of every stream served (protocol, compressed
+	// data); the zero value is `sendfs send`'s default. Clone sources and
+	// AllowWritable are not used.
+	Stream sendgen.Options
 }
 
 // Root is the root directory of the tree and the state its nodes share.
@@ -52,7 +57,9 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing subvolumes: %w", err)
 	}
-	return newRoot(svs, cfg, openSendgen), nil
+	opts := cfg.Stream
+	opts.CloneSources, opts.AllowWritable = nil, false
+	return newRoot(svs, cfg, sendgenOpener(opts)), nil
 }
 
 func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {

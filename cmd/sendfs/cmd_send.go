@@ -49,13 +49,18 @@ func (o *SendOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AllowWritable, "allow-writable", false, "send a writable subvolume, parent or clone source (only safe if the filesystem is not mounted anywhere)")
 }
 
-// protocol resolves --proto and --compressed-data as btrfs send does.
+// protocol resolves --proto and --compressed-data.
 func (o SendOptions) protocol() (int, error) {
-	proto := o.Proto
+	return resolveProtocol(o.Proto, o.ProtoSet, o.CompressedData)
+}
+
+// resolveProtocol resolves --proto (proto, if set) and --compressed-data as
+// btrfs send does: 1 by default, 2 with --compressed-data, 0 the highest.
+func resolveProtocol(proto int, set, compressed bool) (int, error) {
 	switch {
-	case !o.ProtoSet && o.CompressedData:
+	case !set && compressed:
 		proto = 2
-	case !o.ProtoSet:
+	case !set:
 		proto = 1
 	case proto == 0:
 		proto = sendgen.MaxProtocol
@@ -63,7 +68,7 @@ func (o SendOptions) protocol() (int, error) {
 	if proto < 1 || proto > sendgen.MaxProtocol {
 		return 0, usageErrorf("protocol version %d is not supported; use --proto 1, 2 or 0 (the highest, %d)", proto, sendgen.MaxProtocol)
 	}
-	if o.CompressedData && proto < 2 {
+	if compressed && proto < 2 {
 		return 0, usageErrorf("--compressed-data needs protocol version 2 or later (requested %d)", proto)
 	}
 	return proto, nil
