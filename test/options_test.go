@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -230,17 +229,6 @@ func TestCompressedDataStaysCompressed(t *testing.T) {
 	if stored["protocol 1"][0] != 0 {
 		t.Errorf("the receiver compresses data itself (%v): the test shows nothing", stored["protocol 1"])
 	}
-}
-
-// textLines returns n bytes of numbered text lines: data that compress=zstd
-// compresses (its heuristic skips data with evenly spread bytes, such as
-// patterned's).
-func textLines(n int, seed uint64) []byte {
-	var b []byte
-	for i := 0; len(b) < n; i++ {
-		b = fmt.Appendf(b, "%d line %08d of some text that compresses well\n", seed, i)
-	}
-	return b[:n]
 }
 
 // compressedExtents reads the received subvolume at dir (inside fs, synced)
