@@ -80,10 +80,10 @@ func (c *corpus) withVariant(t *testing.T, v sendVariant, scenarios []scenario) 
 	return vc
 }
 
-// checkVariants runs checkCorpus again with every protocol variant, each in
-// subtest <variant>.
-func checkVariants(t *testing.T, c *corpus, scenarios []scenario) {
-	for _, v := range protocolVariants {
+// checkVariants runs checkCorpus again with each of variants, in subtest
+// <variant>.
+func checkVariants(t *testing.T, c *corpus, scenarios []scenario, variants []sendVariant) {
+	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) { checkCorpus(t, c.withVariant(t, v, scenarios), scenarios) })
 	}
 }
