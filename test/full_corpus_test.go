@@ -18,7 +18,7 @@ func TestFullSend(t *testing.T) {
 	scenarios = selectScenarios(t, scenarios)
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
-	checkVariants(t, c, scenarios, protocolVariants)
+	checkVariants(t, c, scenarios, protocolVariants, false)
 }
 
 func j(parts ...string) string { return filepath.Join(parts...) }

@@ -20,7 +20,7 @@ func TestIncrementalSend(t *testing.T) {
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
 	t.Run("backwards", func(t *testing.T) { checkBackwards(t, c, scenarios) })
-	checkVariants(t, c, scenarios, protocolVariants)
+	checkVariants(t, c, scenarios, protocolVariants, true)
 }
 
 // baseTree is the parent state most incremental scenarios start from: every

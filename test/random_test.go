@@ -41,7 +41,7 @@ func TestRandomIncremental(t *testing.T) {
 			c := buildCorpus(t, fsOpts{Size: 16 << 30}, scenarios)
 			c.light = true
 			if variant.name != "" {
-				c = c.withVariant(t, variant, scenarios)
+				c = c.withVariant(t, variant, scenarios, false)
 			}
 			checkCorpus(t, c, scenarios)
 		})

@@ -26,7 +26,7 @@ func TestSendVariants(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			c := buildCorpus(t, v.opts, scenarios)
 			checkCorpus(t, c, scenarios)
-			checkVariants(t, c, scenarios, v.protocols)
+			checkVariants(t, c, scenarios, v.protocols, false)
 		})
 	}
 }
