@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -20,6 +21,10 @@ type FS struct {
 	chunks  chunkMap  // built in New, read-only afterwards
 	blocks  *blockCache
 	closers []io.Closer
+	// trees remembers Tree(id) (id → Tree): the root tree of sb never
+	// changes, and the csum and extent trees are looked up for every
+	// data read and extent sent.
+	trees sync.Map
 
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.
