@@ -3,10 +3,14 @@ GO        ?= go
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
+FUZZTIME_LONG ?= 5m
 SEEDS     ?= 2000
-APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time
+APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time \
+	     libglib2.0-bin shared-mime-info
+PREFIX    ?= /usr/local
+DESTDIR   ?=
 
-.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz bench demo soak clean
+.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz fuzz-long bench demo soak clean install
 
 all: build
 
@@ -17,7 +21,8 @@ build:
 deps:
 	@if ! command -v mkfs.btrfs >/dev/null || ! command -v setfacl >/dev/null || \
 	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null || \
-	    ! [ -x /usr/bin/time ]; then \
+	    ! [ -x /usr/bin/time ] || ! command -v gio >/dev/null || \
+	    ! command -v update-mime-database >/dev/null; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PKGS); \
 	fi
@@ -25,8 +30,13 @@ deps:
 
 test: deps lint unit fuzz
 
+# unit runs the library packages under the race detector (they are where
+# the concurrency is: node cache, read-ahead workers, FUSE handles) and the
+# kernel-oracle tests in test/ without it (they spend their time in the
+# kernel and in btrfs-progs, and -race would triple their wall time).
 unit:
-	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TIMEOUT) $$($(GO) list ./... | grep -v '^sendfs/test$$')
+	$(GO) test -count=1 -timeout $(TIMEOUT) ./test/
 
 lint: fmt-check vet staticcheck
 
@@ -49,6 +59,10 @@ fuzz:
 		done; \
 	done
 
+# fuzz-long is fuzz with FUZZTIME_LONG per target, for a longer hunt.
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
+
 # bench runs every Go benchmark once: test/ prints sendfs against the
 # kernel (send, FUSE), btrfsread and sendgen their own.
 bench: deps build
@@ -61,6 +75,18 @@ demo: deps build
 # soak runs the randomized incremental round trip with more seeds.
 soak: deps
 	SENDFS_SEEDS=$(SEEDS) $(GO) test -count=1 -timeout 4h -run '^TestRandomIncremental$$' -v ./test/
+
+# install puts sendfs in $(PREFIX)/bin (where mount.fuse3 finds it for
+# fuse.sendfs mounts) and the shared-mime-info definition of send streams in
+# $(PREFIX)/share/mime, so that file managers name them.
+install: build
+	install -D -m 0755 bin/sendfs $(DESTDIR)$(PREFIX)/bin/sendfs
+	install -D -m 0644 data/sendfs-mime.xml $(DESTDIR)$(PREFIX)/share/mime/packages/sendfs.xml
+	@if command -v update-mime-database >/dev/null; then \
+		update-mime-database $(DESTDIR)$(PREFIX)/share/mime; \
+	else \
+		echo "update-mime-database not found (package shared-mime-info): file managers will not name send streams"; \
+	fi
 
 clean:
 	rm -rf bin

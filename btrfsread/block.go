@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Tree block layout (FORMAT.md §4.3).
+// Tree block layout (docs/FORMAT.md §2.3).
 const (
 	headerSize   = 101
 	keyPtrSize   = 33 // node: disk key, blockptr, generation
@@ -155,6 +155,11 @@ func parseNode(b []byte, logical uint64, r nodeRules) (*node, error) {
 	for i := 1; i < n.nritems; i++ {
 		if n.key(i-1).Compare(n.key(i)) >= 0 {
 			return bad("keys out of order at slot %d: %v then %v", i, n.key(i-1), n.key(i))
+		}
+	}
+	if n.level == 0 {
+		if err := checkLeaf(n, r); err != nil {
+			return nil, err
 		}
 	}
 	return n, nil

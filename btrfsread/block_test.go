@@ -67,7 +67,7 @@ func buildNode(r nodeRules, logical, gen uint64, level uint8, ptrs []keyPtr) []b
 }
 
 func TestParseNode(t *testing.T) {
-	items := []Item{{Key{1, 1, 0}, []byte("one")}, {Key{1, 2, 0}, nil}, {Key{2, 1, 5}, []byte("three")}}
+	items := []Item{{Key{1, 3, 0}, []byte("one")}, {Key{1, 4, 0}, nil}, {Key{2, 3, 5}, []byte("three")}}
 	b := buildLeaf(testRules, 1<<20, 7, items)
 	n, err := parseNode(b, 1<<20, testRules)
 	if err != nil {
@@ -81,7 +81,7 @@ func TestParseNode(t *testing.T) {
 	if d := n.itemData(0); cap(d) != len(d) {
 		t.Error("item data can be appended into the block")
 	}
-	if i, ok := n.search(Key{1, 2, 0}); !ok || i != 1 {
+	if i, ok := n.search(Key{1, 4, 0}); !ok || i != 1 {
 		t.Errorf("search exact: %d %v", i, ok)
 	}
 	if i := n.lastAtOrBefore(Key{2, 0, 0}); i != 1 {
@@ -129,12 +129,12 @@ func TestParseNode(t *testing.T) {
 }
 
 func TestBlockWant(t *testing.T) {
-	n, err := parseNode(buildLeaf(testRules, 4096, 7, []Item{{Key{5, 1, 0}, nil}}), 4096, testRules)
+	n, err := parseNode(buildLeaf(testRules, 4096, 7, []Item{{Key{5, 3, 0}, nil}}), 4096, testRules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := Key{5, 1, 0}
-	other := Key{6, 1, 0}
+	k := Key{5, 3, 0}
+	other := Key{6, 3, 0}
 	for _, c := range []struct {
 		want blockWant
 		ok   bool

@@ -31,6 +31,31 @@ type FS struct {
 	diskBlockReads atomic.Int64
 	// superRereads counts superblock re-reads after a failed block (live image).
 	superRereads atomic.Int64
+	// warnings are problems that did not stop Open (see Warnings).
+	warnings []string
+}
+
+// Warnings lists what Open survived but a user should know: a primary
+// superblock that is corrupt and was replaced by a backup copy.
+func (fs *FS) Warnings() []string { return fs.warnings }
+
+// primarySuperblockWarning says so when the copy readSuperblock chose for
+// dev is a backup because the primary copy is bad.
+func primarySuperblockWarning(dev Device, used *superblock) string {
+	primary := superOffsets[0]
+	if used.bytenr == uint64(primary) {
+		return ""
+	}
+	buf := make([]byte, superSize)
+	why := "unreadable"
+	if _, err := dev.R.ReadAt(buf, primary); err == nil {
+		_, perr := parseSuperblock(buf, uint64(primary))
+		if perr == nil {
+			return "" // valid but older: a commit was interrupted
+		}
+		why = perr.Error()
+	}
+	return fmt.Sprintf("%s: the primary superblock at 64 KiB is bad (%s); using the backup copy at physical 0x%x", dev.Name, why, used.bytenr)
 }
 
 // Device is one member device: anything with ReadAt and a size.
@@ -96,6 +121,10 @@ func Open(paths ...string) (*FS, error) {
 		}
 	}
 	for _, p := range paths {
+		if err := checkDeviceType(p); err != nil {
+			closeAll()
+			return nil, err
+		}
 		f, err := os.OpenFile(p, os.O_RDONLY, 0)
 		if err != nil {
 			closeAll()
@@ -119,6 +148,34 @@ func Open(paths ...string) (*FS, error) {
 	return fs, nil
 }
 
+// checkDeviceType refuses, before opening it, a path that is neither a
+// regular file nor a block device: opening a fifo for reading blocks until a
+// writer comes, and a directory or character device holds no filesystem.
+// A path that cannot be stat'ed is left to open to report.
+func checkDeviceType(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	m := st.Mode()
+	kind := ""
+	switch {
+	case m.IsRegular(), m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
+		return nil
+	case m.IsDir():
+		kind = "a directory"
+	case m&os.ModeNamedPipe != 0:
+		kind = "a fifo"
+	case m&os.ModeCharDevice != 0:
+		kind = "a character device"
+	case m&os.ModeSocket != 0:
+		kind = "a socket"
+	default:
+		kind = "not a regular file"
+	}
+	return fmt.Errorf("%s is %s, not a block device or image file", path, kind)
+}
+
 // New assembles a filesystem from already opened devices. Close on the
 // result does not close them.
 func New(devs []Device) (*FS, error) {
@@ -126,6 +183,7 @@ func New(devs []Device) (*FS, error) {
 		return nil, errors.New("no device given")
 	}
 	members := make([]*member, len(devs))
+	var warnings []string
 	for i, d := range devs {
 		if d.Size < 0 {
 			return nil, fmt.Errorf("%s: negative size %d", d.Name, d.Size)
@@ -134,10 +192,13 @@ func New(devs []Device) (*FS, error) {
 		if err != nil {
 			return nil, err
 		}
+		if w := primarySuperblockWarning(d, sb); w != "" {
+			warnings = append(warnings, w)
+		}
 		members[i] = &member{Device: d, sb: sb}
 	}
 	sort.SliceStable(members, func(i, j int) bool { return members[i].sb.dev.devid < members[j].sb.dev.devid })
-	fs := &FS{members: members, sb: members[0].sb}
+	fs := &FS{members: members, sb: members[0].sb, warnings: warnings}
 	for i, m := range members {
 		if m.sb.fsid != members[0].sb.fsid {
 			return nil, fmt.Errorf("%s and %s belong to different filesystems (fsid %s, %s)",

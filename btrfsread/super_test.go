@@ -91,7 +91,7 @@ func buildImage(sb []byte) []byte {
 	copy(img[synthChunkRoot:], chunkLeaf)
 	rootLeaf := buildLeaf(testRules, synthRoot, synthGen, []Item{
 		{Key{FSTreeID, RootItemKey, 0}, make([]byte, 439)},
-		{Key{RootTreeDirID, DirItemKey, 1}, []byte("dir")},
+		{Key{RootTreeDirID, OrphanItemKey, 1}, []byte("dir")},
 	})
 	copy(img[synthRoot:], rootLeaf)
 	return img

@@ -13,7 +13,7 @@ import (
 // snapshot is one subvolume the mount serves.
 type snapshot struct {
 	sv   *btrfsread.Subvolume
-	name string // escaped, unique in snapshots/
+	name string // unique in snapshots/ (mountName)
 	uuid string // canonical text form, "" when the subvolume has none
 	// related lists the subvolumes of the same lineage, sorted by name: the
 	// parents from/ shows.
@@ -46,10 +46,7 @@ func newCatalog(svs []*btrfsread.Subvolume, allSubvolumes bool) *catalog {
 		if sv.Path == "" {
 			continue // the top level (never sent: no name to receive it under) or unlinked
 		}
-		s := &snapshot{sv: sv, name: escapeName(sv.Path)}
-		if _, dup := c.byName[s.name]; dup {
-			continue
-		}
+		s := &snapshot{sv: sv, name: c.freeName(sv)}
 		if !sv.Root.UUID.IsZero() {
 			s.uuid = uuid.UUID(sv.Root.UUID).String()
 			c.byUUID[s.uuid] = s

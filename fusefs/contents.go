@@ -51,7 +51,7 @@ func (snapshotsContents) list(r *Root) []fuse.DirEntry {
 }
 
 func (snapshotsContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	s := r.cat.byName[name]
+	s := r.cat.lookupName(name)
 	if s == nil {
 		return nil, syscall.ENOENT
 	}
@@ -84,7 +84,8 @@ func (c snapContents) child(ctx context.Context, r *Root, name string) (node, sy
 }
 
 // fromContents: incremental streams of one snapshot. It lists the parents of
-// the same lineage and answers any other served subvolume by name.
+// the same lineage and answers any other served subvolume by name, and
+// <parent>.diff (not listed) with what changed from that parent.
 type fromContents struct{ s *snapshot }
 
 func (c fromContents) list(r *Root) []fuse.DirEntry {
@@ -101,8 +102,14 @@ func (c fromContents) list(r *Root) []fuse.DirEntry {
 }
 
 func (c fromContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
+	if base, ok := strings.CutSuffix(name, diffSuffix); ok {
+		if p := r.cat.lookupName(base); p != nil && p != c.s {
+			return r.newDiffFile(ctx, c.s, p)
+		}
+		return nil, syscall.ENOENT
+	}
 	base, ok := strings.CutSuffix(name, streamSuffix)
-	p := r.cat.byName[base]
+	p := r.cat.lookupName(base)
 	if !ok || p == nil || p == c.s {
 		return nil, syscall.ENOENT
 	}

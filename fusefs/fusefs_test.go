@@ -6,16 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"sendfs/btrfsread"
+	"sendfs/internal/testenv"
 )
 
 // These tests mount the tree with generated stream bytes in place of
@@ -28,13 +33,14 @@ type fakeStream struct {
 	key     string
 	size    int64
 	bad     [2]int64 // [from, to) that fails to read; empty when equal
+	sizeErr error    // what Size fails with
 	sized   *atomic.Int64
 	readers *atomic.Int64
 }
 
 func (s *fakeStream) Size(context.Context) (int64, error) {
 	s.sized.Add(1)
-	return s.size, nil
+	return s.size, s.sizeErr
 }
 func (s *fakeStream) CacheKey() string { return s.key }
 func (s *fakeStream) NewReader(context.Context) (io.ReaderAt, error) {
@@ -91,6 +97,25 @@ type testMount struct {
 	sized   *atomic.Int64 // Size calls
 	opened  *atomic.Int64 // streams described (lookups, first opens)
 	readers *atomic.Int64 // NewReader calls
+	log     *lockedBuffer // the mount's log
+}
+
+// lockedBuffer is a bytes.Buffer safe for the mount's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func streamSize(child, parent *btrfsread.Subvolume) int64 {
@@ -103,12 +128,9 @@ func streamSize(child, parent *btrfsread.Subvolume) int64 {
 func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("/dev/fuse missing: %v", err)
-		}
-		t.Skipf("needs /dev/fuse: %v", err)
+		testenv.Unavailable(t, "needs /dev/fuse: "+err.Error())
 	}
-	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64), readers: new(atomic.Int64)}
+	m := &testMount{dir: t.TempDir(), sized: new(atomic.Int64), opened: new(atomic.Int64), readers: new(atomic.Int64), log: &lockedBuffer{}}
 	open := func(child, parent *btrfsread.Subvolume) (pairStream, error) {
 		m.opened.Add(1)
 		key := fmt.Sprint(child.ID)
@@ -119,9 +141,12 @@ func mountTest(t *testing.T, cacheDir string, all bool) *testMount {
 		if child.ID == 260 && parent == nil {
 			s.bad = [2]int64{2 << 20, 2<<20 + 1}
 		}
+		if child.ID == 258 && parent != nil && parent.ID == 260 {
+			s.sizeErr = errors.New("path too long")
+		}
 		return s, nil
 	}
-	m.root = newRoot(testSubvols(), Config{CacheDir: cacheDir, AllSubvolumes: all}, open)
+	m.root = newRoot(testSubvols(), Config{CacheDir: cacheDir, AllSubvolumes: all, Logger: slog.New(slog.NewTextHandler(m.log, nil))}, open)
 	server, err := Mount(m.dir, m.root, MountOptions{FsName: "test"})
 	if err != nil {
 		t.Fatalf("mount: %v", err)
@@ -158,10 +183,10 @@ func TestNamespace(t *testing.T) {
 		}
 	}
 	check("", "by-id", "by-uuid", "snapshots")
-	check("snapshots", "a%2F1", "a%2F2", "b", "c%25")
-	check("snapshots/a%2F1", "from", "full.stream")
-	check("snapshots/a%2F1/from", "a%2F2.stream", "b.stream")
-	check("snapshots/b/from", "a%2F1.stream")
+	check("snapshots", "1 ‹ a", "2 ‹ a", "b", "c%25")
+	check("snapshots/1 ‹ a", "from", "full.stream")
+	check("snapshots/1 ‹ a/from", "2 ‹ a.stream", "b.stream")
+	check("snapshots/b/from", "1 ‹ a.stream")
 	check("snapshots/c%25/from")
 	check("by-id", "257", "258", "259", "260")
 
@@ -176,11 +201,17 @@ func TestNamespace(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m.dir, "by-uuid/04000000-0000-0000-0000-000000000000/full.stream")); err != nil {
 		t.Errorf("by-uuid: %v", err)
 	}
+	// The escaped names of earlier versions are answered, not listed.
+	for _, old := range []string{"snapshots/a%2F1/full.stream", "snapshots/b/from/a%2F1.stream", "snapshots/a%2F2/from/a%2F1.stream"} {
+		if _, err := os.Stat(filepath.Join(m.dir, old)); err != nil {
+			t.Errorf("escaped name of earlier versions: %v", err)
+		}
+	}
 	// Any served subvolume works as a parent by name, except itself.
 	if _, err := os.Stat(filepath.Join(m.dir, "snapshots/b/from/c%25.stream")); err != nil {
 		t.Errorf("unlisted parent: %v", err)
 	}
-	for _, bad := range []string{"snapshots/b/from/b.stream", "snapshots/b/from/data.stream", "snapshots/data", "by-id/0259", "snapshots/b/from/a%2F1"} {
+	for _, bad := range []string{"snapshots/b/from/b.stream", "snapshots/b/from/data.stream", "snapshots/data", "by-id/0259", "snapshots/b/from/1 ‹ a", "snapshots/a%2f1", "snapshots/c%"} {
 		if _, err := os.Stat(filepath.Join(m.dir, bad)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stat %s: %v, want not exist", bad, err)
 		}
@@ -189,7 +220,7 @@ func TestNamespace(t *testing.T) {
 
 func TestAllSubvolumes(t *testing.T) {
 	m := mountTest(t, "", true)
-	if got, want := names(t, filepath.Join(m.dir, "snapshots/a%2F1/from")), []string{"a%2F2.stream", "b.stream", "data.stream"}; !slices.Equal(got, want) {
+	if got, want := names(t, filepath.Join(m.dir, "snapshots/1 ‹ a/from")), []string{"2 ‹ a.stream", "b.stream", "data.stream"}; !slices.Equal(got, want) {
 		t.Errorf("from/ = %q, want %q", got, want)
 	}
 }
@@ -296,6 +327,21 @@ func TestReadErrorIsEIO(t *testing.T) {
 	}
 }
 
+// TestSizeErrorLoggedOnce: a stream whose size fails is EIO on every stat,
+// and its error is logged once, not once per stat.
+func TestSizeErrorLoggedOnce(t *testing.T) {
+	m := mountTest(t, "", false)
+	p := filepath.Join(m.dir, "snapshots/a%2F2/from/c%25.stream")
+	for range 3 {
+		if _, err := os.Stat(p); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("stat of a stream whose size fails: %v, want EIO", err)
+		}
+	}
+	if n := strings.Count(m.log.String(), "path too long"); n != 1 {
+		t.Errorf("the size error was logged %d times:\n%s", n, m.log.String())
+	}
+}
+
 func TestSizeCacheOnDisk(t *testing.T) {
 	cache := t.TempDir()
 	m := mountTest(t, cache, false)
@@ -328,17 +374,61 @@ func TestWarm(t *testing.T) {
 	}
 }
 
-func TestEscapeName(t *testing.T) {
+func TestMountName(t *testing.T) {
+	long := strings.Repeat("x", 250)
+	for in, want := range map[string]string{
+		"a":                        "a",
+		"snaps/home.2026-11-01":    "home.2026-11-01 ‹ snaps",
+		"@/.snapshots/12/snapshot": "snapshot ‹ 12 ‹ .snapshots ‹ @",
+		"odd name/\xff\x01":        "\xff\x01 ‹ odd name",
+		"50%/x%2F":                 "50%25%2Fx%252F",
+		"a‹b/c":                    "a%E2%80%B9b%2Fc",
+		"c ‹ b/a":                  "c %E2%80%B9 b%2Fa",
+	} {
+		if got := mountName(in); got != want {
+			t.Errorf("mountName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Long names: at most 248 bytes (NAME.stream fits 255), distinct, and
+	// cut at a character boundary.
+	seen := map[string]string{}
+	for _, p := range []string{long, long + "y", "d/" + long, long + "/" + long, strings.Repeat("é", 200), strings.Repeat("é", 200) + "/x"} {
+		got := mountName(p)
+		if len(got) > maxNameLen || !utf8.ValidString(got) && utf8.ValidString(p) || !strings.Contains(got, "…~") {
+			t.Errorf("mountName(%.20q…) = %q (%d bytes)", p, got, len(got))
+		}
+		if other, dup := seen[got]; dup {
+			t.Errorf("%.20q and %.20q share the name %q", p, other, got)
+		}
+		seen[got] = p
+	}
 	for in, want := range map[string]string{"a": "a", "a/b": "a%2Fb", "50%/x%2F": "50%25%2Fx%252F"} {
 		if got := escapeName(in); got != want {
 			t.Errorf("escapeName(%q) = %q, want %q", in, got, want)
 		}
+		if got, ok := legacyPath(want); !ok || got != in {
+			t.Errorf("legacyPath(%q) = %q, %v, want %q", want, got, ok, in)
+		}
+	}
+	for _, bad := range []string{"a%2", "a%41", "%"} {
+		if p, ok := legacyPath(bad); ok {
+			t.Errorf("legacyPath(%q) = %q, want not an escaped name", bad, p)
+		}
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/mnt/a\040b\134`); got != `/mnt/a b\` {
-		t.Errorf("got %q", got)
+// TestNameCollision: a subvolume named like another's shortened name gets
+// another name (with its id, shortened again); both stay reachable.
+func TestNameCollision(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	svs := []*btrfsread.Subvolume{testSubvol(257, long, true, 1, 0), testSubvol(258, mountName(long), true, 2, 0)}
+	c := newCatalog(svs, false)
+	a, b := c.byID[257], c.byID[258]
+	if a.name == b.name || c.lookupName(a.name) != a || c.lookupName(b.name) != b || len(b.name) > maxNameLen {
+		t.Errorf("names %q and %q", a.name, b.name)
+	}
+	if names := MountNames(svs); names[257] != a.name || names[258] != b.name {
+		t.Errorf("MountNames = %v", names)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 
@@ -37,6 +38,7 @@ type Root struct {
 	cat    *catalog
 	sizes  *sizeCache
 	open   streamOpener
+	diff   differ // nil: no from/<parent>.diff
 	log    *slog.Logger
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -45,6 +47,9 @@ type Root struct {
 	// mtime of the directories above the snapshots: the newest creation
 	// time among them, so that it is stable across mounts.
 	mtime btrfsread.Timespec
+	// sizeFailures maps a stream's label to the size error last logged for
+	// it: a failing stream is logged once, not on every stat.
+	sizeFailures sync.Map
 }
 
 // owner is who the nodes belong to: the mounting user.
@@ -59,7 +64,9 @@ func New(cfg Config) (*Root, error) {
 	}
 	opts := cfg.Stream
 	opts.CloneSources, opts.AllowWritable = nil, false
-	return newRoot(svs, cfg, sendgenOpener(opts)), nil
+	r := newRoot(svs, cfg, sendgenOpener(opts))
+	r.diff = diffText
+	return r, nil
 }
 
 func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {

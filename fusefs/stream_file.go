@@ -49,10 +49,18 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 		if ctx.Err() != nil {
 			return nil, syscall.EINTR
 		}
-		r.log.Error("stream size failed", "stream", f.label, "err", err)
+		r.logSizeFailure(f.label, err)
 		return nil, syscall.EIO
 	}
 	return f, 0
+}
+
+// logSizeFailure logs that the size of the stream at label failed, once
+// per stream and cause: every later stat of it fails the same way.
+func (r *Root) logSizeFailure(label string, err error) {
+	if prev, seen := r.sizeFailures.Swap(label, err.Error()); !seen || prev != err.Error() {
+		r.log.Error("stream size failed", "stream", label, "err", err)
+	}
 }
 
 func (f *streamFile) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino} }

@@ -98,7 +98,7 @@ func (r *Root) computeSize(p pair) error {
 		_, err = r.sizes.size(r.ctx, s)
 	}
 	if err != nil && r.ctx.Err() == nil {
-		r.log.Warn("stream size failed", "stream", p.label(), "err", err)
+		r.logSizeFailure(p.label(), err)
 	}
 	return err
 }

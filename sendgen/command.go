@@ -2,6 +2,8 @@ package sendgen
 
 import (
 	"encoding/binary"
+	"fmt"
+	"syscall"
 
 	"sendfs/btrfsread"
 )
@@ -78,6 +80,7 @@ type Command struct {
 	Cmd   Cmd
 	Attrs []byte
 	Data  *DataRef
+	err   error // the first attribute that cannot be encoded (Err)
 }
 
 // Reset empties c for reuse.
@@ -85,6 +88,32 @@ func (c *Command) Reset(cmd Cmd) {
 	c.Cmd = cmd
 	c.Attrs = c.Attrs[:0]
 	c.Data = nil
+	c.err = nil
+}
+
+// Err reports an attribute too long for the stream: a path of PATH_MAX
+// bytes or more (ENAMETOOLONG, as the kernel's send fails), or any value
+// over the 16-bit TLV length. Such a command must not be emitted.
+func (c *Command) Err() error { return c.err }
+
+// Attribute length limits.
+const (
+	pathMax    = 4096  // PATH_MAX: the receiver's paths include the NUL
+	maxAttrLen = 65535 // a TLV length is 16 bits
+)
+
+// checkLen records why attribute a of n bytes (value b) cannot be encoded.
+func (c *Command) checkLen(a Attr, b []byte) {
+	if c.err != nil {
+		return
+	}
+	isPath := a == AttrPath || a == AttrPathTo || a == AttrPathLink || a == AttrClonePath
+	switch {
+	case isPath && len(b) >= pathMax:
+		c.err = fmt.Errorf("path %q... is %d bytes, longer than PATH_MAX (%d): %w", b[:min(len(b), 80)], len(b), pathMax-1, syscall.ENAMETOOLONG)
+	case len(b) > maxAttrLen:
+		c.err = fmt.Errorf("attribute %d of command %d is %d bytes, more than a stream attribute holds (%d): %w", a, c.Cmd, len(b), maxAttrLen, syscall.E2BIG)
+	}
 }
 
 func (c *Command) tlvHeader(a Attr, n int) {
@@ -98,9 +127,10 @@ func (c *Command) U64(a Attr, v uint64) {
 	c.Attrs = binary.LittleEndian.AppendUint64(c.Attrs, v)
 }
 
-// Bytes appends a byte-string attribute (paths, names, xattr values).
-// Callers keep values within 65535 bytes.
+// Bytes appends a byte-string attribute (paths, names, xattr values). A
+// value that is too long is recorded in Err.
 func (c *Command) Bytes(a Attr, b []byte) {
+	c.checkLen(a, b)
 	c.tlvHeader(a, len(b))
 	c.Attrs = append(c.Attrs, b...)
 }

@@ -444,7 +444,15 @@ func (s *sendCtx) begin(cmd Cmd) *Command {
 	return &s.cmd
 }
 
-func (s *sendCtx) emit() error { return s.out.emit(&s.cmd) }
+// emit hands the command built since begin to the output, unless one of
+// its attributes is too long to encode: then the send fails naming the
+// inode being sent (the kernel fails it with ENAMETOOLONG).
+func (s *sendCtx) emit() error {
+	if err := s.cmd.Err(); err != nil {
+		return fmt.Errorf("cannot send inode %d: %w", s.curIno, err)
+	}
+	return s.out.emit(&s.cmd)
+}
 
 // File type helpers on st_mode.
 const (

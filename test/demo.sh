@@ -28,6 +28,7 @@ run "$bin" send -f incr.stream -p snaps/home.1 demo.img snaps/home.2
 run ls -l full.stream incr.stream
 printf '\n$ btrfs receive --dump -f incr.stream\n'
 btrfs receive --dump -f incr.stream
+run "$bin" diff -p snaps/home.1 demo.img snaps/home.2
 
 if [ "$(id -u)" != 0 ]; then
 	echo; echo "(not root: skipping receive and the FUSE mount)"
@@ -55,6 +56,6 @@ done
 "$bin" mount demo.img fuse 2>fuse.log &
 fusepid=$!
 for _ in $(seq 50); do mountpoint -q fuse && break; sleep 0.1; done
-run ls -l fuse/snapshots/snaps%2Fhome.2/ fuse/snapshots/snaps%2Fhome.2/from/
-run cmp fuse/snapshots/snaps%2Fhome.2/from/snaps%2Fhome.1.stream incr.stream
+run ls -l fuse/snapshots/ "fuse/snapshots/home.2 ‹ snaps/from/"
+run cmp "fuse/snapshots/home.2 ‹ snaps/from/home.1 ‹ snaps.stream" incr.stream
 echo "FUSE stream identical to sendfs send"

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,11 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"sendfs/internal/mountinfo"
+	"sendfs/internal/testenv"
 )
 
 // The FUSE view, through a real `sendfs mount` of an image made here: every
@@ -59,10 +62,7 @@ func requireFUSE(t testing.TB) {
 		msg = "fusermount3 not installed (make deps)"
 	}
 	if msg != "" {
-		if inCI {
-			t.Fatalf("FUSE unavailable under CI=true: %s", msg)
-		}
-		t.Skipf("skipping: %s", msg)
+		testenv.Unavailable(t, "FUSE: "+msg)
 	}
 }
 
@@ -105,20 +105,10 @@ func startMount(t testing.TB, images []string, args ...string) *sendfsMount {
 	return m
 }
 
-// isMounted reports whether dir is a mount point (/proc/self/mountinfo).
+// isMounted reports whether dir is a mount point.
 func isMounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && fields[4] == dir {
-			return true
-		}
-	}
-	return false
+	_, ok, _ := mountinfo.Find(dir)
+	return ok
 }
 
 // waitExit waits for the mount process to end and returns its exit error.
@@ -159,12 +149,26 @@ func (m *sendfsMount) path(parts ...string) string {
 // unless ""), both paths from the top level.
 func (m *sendfsMount) streamPath(child, parent string) string {
 	if parent == "" {
-		return m.path("snapshots", escapeSubvol(child), "full.stream")
+		return m.path("snapshots", subvolName(child), "full.stream")
 	}
-	return m.path("snapshots", escapeSubvol(child), "from", escapeSubvol(parent)+".stream")
+	return m.path("snapshots", subvolName(child), "from", subvolName(parent)+".stream")
 }
 
-func escapeSubvol(p string) string {
+// subvolName is the name under snapshots/ of the subvolume at path p, as
+// the README documents it (for names short enough to need no hash): the
+// components last first, joined by " ‹ "; the path escaped (%25, %2F,
+// %E2%80%B9) when a component holds '%' or '‹'.
+func subvolName(p string) string {
+	if strings.ContainsAny(p, "%‹") {
+		return strings.NewReplacer("%", "%25", "/", "%2F", "‹", "%E2%80%B9").Replace(p)
+	}
+	comps := strings.Split(p, "/")
+	slices.Reverse(comps)
+	return strings.Join(comps, " ‹ ")
+}
+
+// legacyName is the escaped name of earlier versions, still answered.
+func legacyName(p string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(p, "%", "%25"), "/", "%2F")
 }
 
@@ -300,19 +304,22 @@ func checkNamespace(t *testing.T, m *sendfsMount, img *fuseImage) {
 		for _, e := range ents {
 			names = append(names, e.Name())
 		}
-		return strings.Join(names, " ")
+		return strings.Join(names, "|")
 	}
-	if got, want := ls(), "by-id by-uuid snapshots"; got != want {
+	if got, want := ls(), "by-id|by-uuid|snapshots"; got != want {
 		t.Errorf("ls / = %q, want %q", got, want)
 	}
-	if got := ls("snapshots"); !strings.HasPrefix(got, "snaps%2F50%25%2Fa.3 snaps%2Fa.1 snaps%2Fa.2 snaps%2Fm.00 ") ||
-		!strings.HasSuffix(got, " snaps%2Fm.49 snaps%2Fother.1 snaps%2Fvictim.1") {
+	if got := ls("snapshots"); !strings.HasPrefix(got, "a.1 ‹ snaps|a.2 ‹ snaps|m.00 ‹ snaps|") ||
+		!strings.HasSuffix(got, "|m.49 ‹ snaps|other.1 ‹ snaps|snaps%2F50%25%2Fa.3|victim.1 ‹ snaps") {
 		t.Errorf("ls snapshots = %q", got)
 	}
-	if got, want := ls("snapshots", "snaps%2Fa.2", "from"), "snaps%2F50%25%2Fa.3.stream snaps%2Fa.1.stream"; got != want {
+	if got, want := ls("snapshots", "a.2 ‹ snaps", "from"), "a.1 ‹ snaps.stream|snaps%2F50%25%2Fa.3.stream"; got != want {
 		t.Errorf("ls a.2/from = %q, want %q", got, want)
 	}
-	if got := ls("snapshots", "snaps%2Fother.1", "from"); got != "" {
+	// The escaped names of earlier versions still work.
+	sameBytes(t, "a.2 from a.1 by its escaped name", readFile(t, m.streamPath("snaps/a.2", "snaps/a.1")),
+		readFile(t, m.path("snapshots", legacyName("snaps/a.2"), "from", legacyName("snaps/a.1")+".stream")))
+	if got := ls("snapshots", "other.1 ‹ snaps", "from"); got != "" {
 		t.Errorf("ls other.1/from = %q, want nothing", got)
 	}
 	// by-id and by-uuid lead to the same directory.
@@ -325,7 +332,7 @@ func checkNamespace(t *testing.T, m *sendfsMount, img *fuseImage) {
 		}
 	}
 	for _, l := range []string{m.path("by-id", subvolID), m.path("by-uuid", uuid)} {
-		if target, err := os.Readlink(l); err != nil || target != "../snapshots/snaps%2Fa.2" {
+		if target, err := os.Readlink(l); err != nil || target != "../snapshots/a.2 ‹ snaps" {
 			t.Errorf("readlink %s = %q, %v", l, target, err)
 		}
 		if _, err := os.Stat(filepath.Join(l, "full.stream")); err != nil {
@@ -506,7 +513,7 @@ func checkCorruptData(t *testing.T, m *sendfsMount, fs *btrfsFS) {
 	if _, err := os.ReadFile(victim); !errors.Is(err, syscall.EIO) {
 		t.Errorf("read of the corrupt stream: %v, want EIO", err)
 	}
-	if line := m.waitLog(t, "snaps%2Fvictim.1/full.stream", 5*time.Second); line != "" {
+	if line := m.waitLog(t, "victim.1 ‹ snaps/full.stream", 5*time.Second); line != "" {
 		t.Logf("sendfs logged: %s", line)
 	} else {
 		t.Errorf("no log line names the corrupt stream:\n%s", m.stderr)
@@ -611,11 +618,9 @@ func TestFUSEAccess(t *testing.T) {
 // mountOptions returns the mount and super options of the mount at dir.
 func mountOptions(t *testing.T, dir string) string {
 	t.Helper()
-	for _, line := range strings.Split(string(readFile(t, "/proc/self/mountinfo")), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return line
-		}
+	m, ok, err := mountinfo.Find(dir)
+	if err != nil || !ok {
+		t.Fatalf("%s is not mounted (%v)", dir, err)
 	}
-	t.Fatalf("%s is not mounted", dir)
-	return ""
+	return m.Options
 }

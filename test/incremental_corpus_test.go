@@ -12,7 +12,8 @@ import (
 // scenario is a parent snapshot, one kind of change (or a chain of them) and
 // a child snapshot. Per scenario: the kernel's chain round-trips (validating
 // the scenario), and the kernel's full of the parent followed by our
-// incrementals rebuilds every child exactly; then the same backwards.
+// incrementals rebuilds every child exactly; then the same backwards; then
+// sendfs diff of every pair against the truth read from the two snapshots.
 func TestIncrementalSend(t *testing.T) {
 	requireRoot(t)
 	scenarios := incrementalCorpus()
@@ -20,6 +21,7 @@ func TestIncrementalSend(t *testing.T) {
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
 	t.Run("backwards", func(t *testing.T) { checkBackwards(t, c, scenarios) })
+	t.Run("diff", func(t *testing.T) { checkDiffs(t, c, scenarios) })
 	checkVariants(t, c, scenarios, protocolVariants, true)
 }
 

@@ -44,6 +44,7 @@ func TestRandomIncremental(t *testing.T) {
 				c = c.withVariant(t, variant, scenarios, false)
 			}
 			checkCorpus(t, c, scenarios)
+			t.Run("diff", func(t *testing.T) { checkDiffs(t, c, scenarios) })
 		})
 	}
 }

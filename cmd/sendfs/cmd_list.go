@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"sendfs/btrfsread"
+	"sendfs/fusefs"
 )
 
 // ListOptions are the flags of sendfs list.
@@ -49,8 +50,11 @@ by btrfs receive); PATH (from the top level, what 'sendfs send' takes).
 Parent and received uuids are shortened to 8 digits, '-' when unset.
 
 --json prints an array of objects with the full values: id, parent_id,
-path, read_only, generation, ctransid, otransid, created (RFC 3339, UTC),
-uuid, parent_uuid, received_uuid (36-character uuids, null when unset).
+path, path_escaped (the path as the table prints it, quoted when it is not
+UTF-8 or holds control characters: the exact bytes), read_only, generation,
+ctransid, otransid, created (RFC 3339, UTC), uuid, parent_uuid,
+received_uuid (36-character uuids, null when unset), mount_name (the
+subvolume's directory under snapshots/ in 'sendfs mount').
 
 Examples:
   sendfs list /dev/sdb1
@@ -99,6 +103,7 @@ type subvolJSON struct {
 	ID           uint64  `json:"id"`
 	ParentID     uint64  `json:"parent_id"`
 	Path         string  `json:"path"`
+	PathEscaped  string  `json:"path_escaped"`
 	ReadOnly     bool    `json:"read_only"`
 	Generation   uint64  `json:"generation"`
 	CTransid     uint64  `json:"ctransid"`
@@ -107,9 +112,11 @@ type subvolJSON struct {
 	UUID         *string `json:"uuid"`
 	ParentUUID   *string `json:"parent_uuid"`
 	ReceivedUUID *string `json:"received_uuid"`
+	MountName    string  `json:"mount_name"`
 }
 
 func writeListJSON(w io.Writer, subvols []*btrfsread.Subvolume) error {
+	names := fusefs.MountNames(subvols)
 	out := make([]subvolJSON, 0, len(subvols))
 	for _, sv := range subvols {
 		r := &sv.Root
@@ -117,6 +124,7 @@ func writeListJSON(w io.Writer, subvols []*btrfsread.Subvolume) error {
 			ID:           sv.ID,
 			ParentID:     sv.ParentID,
 			Path:         sv.Path,
+			PathEscaped:  displayPath(sv.Path),
 			ReadOnly:     sv.ReadOnly(),
 			Generation:   r.Generation,
 			CTransid:     r.CTransid,
@@ -124,6 +132,7 @@ func writeListJSON(w io.Writer, subvols []*btrfsread.Subvolume) error {
 			UUID:         uuidJSON(r.UUID),
 			ParentUUID:   uuidJSON(r.ParentUUID),
 			ReceivedUUID: uuidJSON(r.ReceivedUUID),
+			MountName:    names[sv.ID],
 		}
 		if t, ok := timeOf(r.OTime); ok {
 			s := t.UTC().Format(time.RFC3339Nano)

@@ -60,15 +60,19 @@ what 'sendfs send' writes:
 
   snapshots/NAME/full.stream           full stream of the snapshot NAME
   snapshots/NAME/from/PARENT.stream    incremental stream from PARENT
+  snapshots/NAME/from/PARENT.diff      what 'sendfs diff' prints (not listed)
   by-id/ID -> ../snapshots/NAME        the same, by subvolume id
   by-uuid/UUID -> ../snapshots/NAME    the same, by subvolume uuid
 
-NAME is the subvolume's path from the top level with '%' written as '%25'
-and '/' as '%2F' (snaps/daily.1 is snaps%2Fdaily.1). from/ lists the
-snapshots of the same lineage (snapshots of one subvolume, or of each
-other); any other read-only subvolume works as PARENT by name although it
-is not listed. Only read-only subvolumes are served, unless
---all-subvolumes.
+NAME is the subvolume's path from the top level read backwards, joined by
+' ‹ ' (snaps/daily.1 is 'daily.1 ‹ snaps'), escaped when a component holds
+'%' or '‹' ('%' as %25, '/' as %2F, '‹' as %E2%80%B9), at most 248 bytes
+(longer names end with '…~' and a hash); 'sendfs list --json' prints it as
+mount_name, and the escaped names of earlier versions (snaps%2Fdaily.1)
+still work. from/ lists the snapshots of the same lineage (snapshots of
+one subvolume, or of each other); any other read-only subvolume works as
+PARENT by name although it is not listed. Only read-only subvolumes are
+served, unless --all-subvolumes.
 
 Every stream file reports its exact length, computed from metadata
 without reading file data, so cp, rsync, tar and mmap readers copy it
@@ -95,8 +99,14 @@ read every file of every snapshot.
 
 Examples:
   mkdir /tmp/streams && sendfs mount disk.img /tmp/streams
-  rsync -a /tmp/streams/snapshots/snaps%2Fdaily.2/from/snaps%2Fdaily.1.stream backup:/streams/
-  btrfs receive -f /tmp/streams/snapshots/snaps%2Fdaily.1/full.stream /backup`,
+  rsync -a '/tmp/streams/snapshots/daily.2 ‹ snaps/from/daily.1 ‹ snaps.stream' backup:/streams/
+  btrfs receive -f '/tmp/streams/snapshots/daily.1 ‹ snaps/full.stream' /backup
+  mount -t fuse.sendfs disk.img /tmp/streams -o allow_other,cache_dir=/var/cache/sendfs
+
+As a mount(8) helper ('mount -t fuse.sendfs', /etc/fstab), sendfs mounts in
+the background and returns once the tree answers; every flag is an -o
+option with '_' for '-'. With $NOTIFY_SOCKET set (systemd Type=notify) it
+sends READY=1 once the tree answers and STOPPING=1 when it unmounts.`,
 		Flags: flags,
 		Run: func(ctx context.Context, args []string) error {
 			opts.ProtoSet = flags.Changed("proto")
@@ -112,6 +122,11 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		return usageErrorf("need DEVICE... and MOUNTPOINT")
 	}
 	devices, mountpoint := args[:len(args)-1], args[len(args)-1]
+	for _, d := range devices {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return usageErrorf("DEVICE %s is a directory; MOUNTPOINT must be the last argument", d)
+		}
+	}
 	proto, err := resolveProtocol(opts.Proto, opts.ProtoSet, opts.CompressedData)
 	if err != nil {
 		return err
@@ -133,7 +148,12 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if opts.Debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(con.Err, &slog.HandlerOptions{Level: level}))
+	logTo := con.Err
+	detached := detachedLog()
+	if detached != nil {
+		logTo = detached
+	}
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	root, err := fusefs.New(fusefs.Config{
 		FS:            fsys,
 		AllSubvolumes: opts.AllSubvolumes,
@@ -154,8 +174,10 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if err != nil {
 		return fmt.Errorf("cannot mount on %s: %w", mountpoint, err)
 	}
-	log.Info("serving send streams", "mountpoint", mountpoint, "snapshots", root.Snapshots(),
-		"stop", "Ctrl-C or fusermount3 -u "+mountpoint)
+	if err := ready(mountpoint, root.Snapshots(), detached, log); err != nil {
+		fusefs.Unmount(server, mountpoint)
+		return err
+	}
 	go root.Warm(max(1, runtime.NumCPU()/2))
 
 	unmounted := make(chan struct{})
@@ -165,7 +187,9 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	}()
 	select {
 	case <-unmounted:
+		stopping(log)
 	case <-ctx.Done():
+		stopping(log)
 		lazy, err := fusefs.Unmount(server, mountpoint)
 		if err != nil {
 			return fmt.Errorf("cannot unmount %s: %w", mountpoint, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +8,8 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -145,8 +144,13 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if !opts.Size && opts.File == "" && con.OutIsTerminal {
 		return errTerminal
 	}
-	if err := checkNotDevice(opts.File, devices); err != nil {
+	if err := checkDestination(opts.File, devices); err != nil {
 		return err
+	}
+	if opts.File == "" && con.Out == io.Writer(os.Stdout) {
+		if err := checkStdout(); err != nil {
+			return err
+		}
 	}
 	fsys, err := openFS(devices)
 	if err != nil {
@@ -162,7 +166,9 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 		if err != nil {
 			return fmt.Errorf("cannot compute the stream size: %w", err)
 		}
-		fmt.Fprintln(con.Out, n)
+		if _, err := fmt.Fprintln(con.Out, n); err != nil {
+			return fmt.Errorf("cannot write the size to stdout: %w", pathErrorCause(err))
+		}
 		return nil
 	}
 
@@ -179,10 +185,13 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	}
 	write := func(w io.Writer) (int64, error) { return streams.WriteTo(ctx, w, report) }
 	if opts.File != "" {
-		err = writeFile(opts.File, write)
+		err = writeFile(ctx, opts.File, write)
 	} else {
 		var n int64
-		if n, err = write(con.Out); err != nil {
+		out := newInterruptibleWriter(ctx, con.Out)
+		n, err = write(out)
+		out.Close()
+		if err != nil {
 			err = fmt.Errorf("%w; the %s written to stdout are an incomplete stream", err, humanize.IBytes(uint64(n)))
 		}
 	}
@@ -192,24 +201,6 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if progress != nil {
 		progress.Clear()
 		progress.Summary()
-	}
-	return nil
-}
-
-// checkNotDevice refuses a FILE that is one of the devices being read: the
-// rename at the end would replace the filesystem image by its stream.
-func checkNotDevice(file string, devices []string) error {
-	if file == "" {
-		return nil
-	}
-	out, err := os.Stat(file)
-	if err != nil {
-		return nil // FILE does not exist yet: it cannot be a device
-	}
-	for _, dev := range devices {
-		if st, err := os.Stat(dev); err == nil && os.SameFile(st, out) {
-			return fmt.Errorf("refusing to write the stream over %s, which is a DEVICE being read", file)
-		}
 	}
 	return nil
 }
@@ -247,13 +238,15 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	}
 	var parent *btrfsread.Subvolume
 	if opts.Parent != "" {
-		if parent, err = findReadOnly(fsys, opts.Parent, "parent subvolume", opts.AllowWritable); err != nil {
+		if parent, err = findReadOnly(fsys, opts.Parent, "parent subvolume", opts.AllowWritable,
+			"the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot"); err != nil {
 			return nil, err
 		}
 	}
 	var clones []*btrfsread.Subvolume
 	for _, spec := range opts.CloneSources {
-		sv, err := findReadOnly(fsys, spec, "clone source", opts.AllowWritable)
+		sv, err := findReadOnly(fsys, spec, "clone source", opts.AllowWritable,
+			"the top level (id 5) cannot be a clone source, as with the kernel's send; give a read-only snapshot")
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +260,8 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	}
 	set := &streamSet{oneStream: opts.OneStream}
 	for _, spec := range specs {
-		child, err := findReadOnly(fsys, spec, "subvolume", opts.AllowWritable)
+		child, err := findReadOnly(fsys, spec, "subvolume", opts.AllowWritable,
+			"the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)")
 		if err != nil {
 			return nil, err
 		}
@@ -297,12 +291,15 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	return set, nil
 }
 
-// findReadOnly resolves spec and refuses a writable subvolume unless
-// allowed; role names it in errors.
-func findReadOnly(fsys *btrfsread.FS, spec, role string, allowWritable bool) (*btrfsread.Subvolume, error) {
+// findReadOnly resolves spec and refuses the top level (with topLevelErr)
+// and a writable subvolume unless allowed; role names it in errors.
+func findReadOnly(fsys *btrfsread.FS, spec, role string, allowWritable bool, topLevelErr string) (*btrfsread.Subvolume, error) {
 	sv, err := findSubvol(fsys, spec, role)
 	if err != nil {
 		return nil, err
+	}
+	if sv.ID == topLevelID {
+		return nil, errors.New(topLevelErr)
 	}
 	if !sv.ReadOnly() && !allowWritable {
 		return nil, fmt.Errorf("%s %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", role, subvolName(sv))
@@ -356,9 +353,14 @@ func goodParent(all []*btrfsread.Subvolume, child *btrfsread.Subvolume, clones [
 	return best, nil
 }
 
-// findSubvol resolves spec (path, id or uuid); role names it in errors.
+// findSubvol resolves spec (path, id or uuid); role names it in errors. A
+// path quoted as 'sendfs list' prints names that are not UTF-8 or hold
+// control characters ("bad\xff") is taken unquoted.
 func findSubvol(fsys *btrfsread.FS, spec, role string) (*btrfsread.Subvolume, error) {
 	sv, err := fsys.FindSubvolume(spec)
+	if u, uerr := strconv.Unquote(spec); errors.Is(err, btrfsread.ErrNotFound) && uerr == nil && spec[0] == '"' {
+		sv, err = fsys.FindSubvolume(u)
+	}
 	if errors.Is(err, btrfsread.ErrNotFound) {
 		return nil, fmt.Errorf("no %s %q on this filesystem; give its path as 'sendfs list' prints it, its id or its uuid", role, spec)
 	}
@@ -374,74 +376,4 @@ func subvolName(sv *btrfsread.Subvolume) string {
 		return "<top level> (id 5)"
 	}
 	return displayPath(sv.Path)
-}
-
-// writeFile runs write into path so that path never holds an incomplete
-// stream: write goes to a temporary file in the same directory, which is
-// synced and renamed over path only on success and removed on failure.
-// Paths that are not regular files (/dev/null, a fifo) are written directly.
-func writeFile(path string, write func(io.Writer) (int64, error)) error {
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return writeSpecial(path, write)
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".sendfs-*")
-	if err != nil {
-		return fmt.Errorf("cannot create %s: %w", path, pathErrorCause(err))
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, err := write(bw); err != nil {
-		return fmt.Errorf("%w; %s was not written", err, path)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, pathErrorCause(err))
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cannot create %s: %w", path, pathErrorCause(err))
-	}
-	done = true
-	return nil
-}
-
-// writeSpecial writes into an existing file that is not a regular file:
-// replacing /dev/null by a stream would be a disaster.
-func writeSpecial(path string, write func(io.Writer) (int64, error)) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("cannot open %s: %w", path, pathErrorCause(err))
-	}
-	n, err := write(f)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("cannot write %s: %w", path, pathErrorCause(cerr))
-	}
-	if err != nil {
-		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(n)), path)
-	}
-	return nil
-}
-
-// pathErrorCause drops the operation and the (temporary) file name from an
-// *fs.PathError: the message names the user's FILE instead.
-func pathErrorCause(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

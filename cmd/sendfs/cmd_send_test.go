@@ -77,7 +77,7 @@ func dirNames(t *testing.T, dir string) []string {
 func TestWriteFileSuccess(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s.stream")
-	if err := writeFile(path, writeBytes([]byte("stream bytes"))); err != nil {
+	if err := writeFile(context.Background(), path, writeBytes([]byte("stream bytes"))); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(path)
@@ -97,7 +97,7 @@ func TestWriteFileSuccess(t *testing.T) {
 func TestWriteFileFailureLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s.stream")
-	err := writeFile(path, failAfter(3<<20))
+	err := writeFile(context.Background(), path, failAfter(3<<20))
 	if err == nil || !strings.Contains(err.Error(), "read error at logical 0x1000") ||
 		!strings.Contains(err.Error(), path+" was not written") {
 		t.Fatalf("err = %v", err)
@@ -109,7 +109,7 @@ func TestWriteFileFailureLeavesNothing(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old stream"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFile(path, failAfter(10)); err == nil {
+	if err := writeFile(context.Background(), path, failAfter(10)); err == nil {
 		t.Fatal("want an error")
 	}
 	if got, _ := os.ReadFile(path); string(got) != "old stream" {
@@ -122,7 +122,7 @@ func TestWriteFileFailureLeavesNothing(t *testing.T) {
 
 func TestWriteFileBadDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "no", "such", "dir", "s.stream")
-	err := writeFile(path, writeBytes([]byte("x")))
+	err := writeFile(context.Background(), path, writeBytes([]byte("x")))
 	want := "cannot create " + path + ": no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
@@ -147,7 +147,7 @@ func TestWriteFileSpecial(t *testing.T) {
 		f.Close()
 		got <- b
 	}()
-	if err := writeFile(fifo, writeBytes([]byte("through the pipe"))); err != nil {
+	if err := writeFile(context.Background(), fifo, writeBytes([]byte("through the pipe"))); err != nil {
 		t.Fatal(err)
 	}
 	if b := <-got; string(b) != "through the pipe" {

@@ -91,7 +91,8 @@ func isTerminal(f *os.File) bool {
 // openFS opens the filesystem whose member devices or image files are paths.
 // btrfsread's errors already name the device and what is wrong with it (not
 // btrfs, truncated, a member missing, an unsupported feature); only a file
-// that cannot be opened at all is reworded.
+// that cannot be opened at all is reworded. What Open survived (a bad
+// primary superblock) is printed on stderr as a warning.
 func openFS(paths []string) (*btrfsread.FS, error) {
 	if len(paths) == 0 {
 		return nil, usageErrorf("no DEVICE given")
@@ -100,6 +101,11 @@ func openFS(paths []string) (*btrfsread.FS, error) {
 	var pe *fs.PathError
 	if errors.As(err, &pe) && pe.Op == "open" {
 		return nil, fmt.Errorf("cannot open %s: %w", pe.Path, pe.Err)
+	}
+	if err == nil {
+		for _, w := range fsys.Warnings() {
+			fmt.Fprintln(os.Stderr, "sendfs: warning: "+w)
+		}
 	}
 	return fsys, err
 }

@@ -28,7 +28,7 @@ type command struct {
 }
 
 // commands lists the subcommands in help order.
-var commands = []func() *command{newListCommand, newSendCommand, newMountCommand}
+var commands = []func() *command{newListCommand, newSendCommand, newDiffCommand, newMountCommand}
 
 func main() {
 	os.Exit(runMain(os.Args[1:]))
@@ -91,6 +91,9 @@ func dispatch(ctx context.Context, con *console, args []string) int {
 	if strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(con.Err, "sendfs: unknown flag %s\nRun 'sendfs --help' for usage.\n", args[0])
 		return exitUsage
+	}
+	if isHelperCall(args) {
+		return runHelper(ctx, con, args)
 	}
 	cmd := findCommand(args[0])
 	if cmd == nil {
