@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/google/uuid"
@@ -27,6 +28,10 @@ type FS struct {
 	// OpenOptions.Degraded.
 	missingDevids []uint64
 	readErrs      readErrorLog
+	// trees remembers Tree(id) (id → Tree): the root tree of sb never
+	// changes, and the csum and extent trees are looked up for every
+	// data read and extent sent.
+	trees sync.Map
 
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.

@@ -33,11 +33,16 @@ func (fs *FS) Tree(id uint64) (Tree, error) {
 	if id == RootTreeID {
 		return fs.RootTree(), nil
 	}
+	if t, ok := fs.trees.Load(id); ok {
+		return t.(Tree), nil
+	}
 	r, err := fs.rootItem(id)
 	if err != nil {
 		return Tree{}, err
 	}
-	return fs.treeAt(id, r.Bytenr, r.Level, r.Generation), nil
+	t := fs.treeAt(id, r.Bytenr, r.Level, r.Generation)
+	fs.trees.Store(id, t)
+	return t, nil
 }
 
 // rootItem finds the ROOT_ITEM of tree id: the last (id, ROOT_ITEM, *) key,

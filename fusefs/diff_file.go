@@ -9,6 +9,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"sendfs/btrfsread"
+	"sendfs/sendgen"
 	"sendfs/snapdiff"
 )
 
@@ -32,9 +33,10 @@ type diffFile struct {
 type differ func(ctx context.Context, child, parent *btrfsread.Subvolume) ([]byte, error)
 
 // diffText is the differ of real mounts: the engine's commands for the
-// pair, with the options of its stream.
+// pair, with the default stream options (the diff does not depend on the
+// form the mount serves streams in).
 func diffText(ctx context.Context, child, parent *btrfsread.Subvolume) ([]byte, error) {
-	s, err := openSendgen(child, parent)
+	s, err := sendgenOpener(sendgen.Options{})(child, parent)
 	if err != nil {
 		return nil, err
 	}

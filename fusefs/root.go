@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 
 	"sendfs/btrfsread"
+	"sendfs/sendgen"
 )
 
 // Config says what a mount serves.
@@ -25,6 +26,10 @@ type Config struct {
 	// Logger receives one line per failed read or lookup and progress
 	// messages; nil discards them.
 	Logger *slog.Logger
+	// Stream selects the form of every stream served (protocol, compressed
+	// data); the zero value is `sendfs send`'s default. Clone sources and
+	// AllowWritable are not used.
+	Stream sendgen.Options
 }
 
 // Root is the root directory of the tree and the state its nodes share.
@@ -57,7 +62,9 @@ func New(cfg Config) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing subvolumes: %w", err)
 	}
-	r := newRoot(svs, cfg, openSendgen)
+	opts := cfg.Stream
+	opts.CloneSources, opts.AllowWritable = nil, false
+	r := newRoot(svs, cfg, sendgenOpener(opts))
 	r.diff = diffText
 	return r, nil
 }

@@ -32,16 +32,18 @@ func (s sendgenStream) NewReader(ctx context.Context) (io.ReaderAt, error) {
 	return r, nil
 }
 
-// openSendgen opens streams with the options `sendfs send` uses by default,
-// adding AllowWritable only for pairs that involve a writable subvolume (so
-// read-only pairs keep exactly the CLI's bytes and cache keys).
-func openSendgen(child, parent *btrfsread.Subvolume) (pairStream, error) {
-	opts := sendgen.Options{
-		AllowWritable: !child.ReadOnly() || (parent != nil && !parent.ReadOnly()),
+// sendgenOpener opens streams with the stream options of the mount (those of
+// `sendfs send` by default), adding AllowWritable only for pairs that
+// involve a writable subvolume (so read-only pairs keep exactly the CLI's
+// bytes and cache keys).
+func sendgenOpener(base sendgen.Options) streamOpener {
+	return func(child, parent *btrfsread.Subvolume) (pairStream, error) {
+		opts := base
+		opts.AllowWritable = !child.ReadOnly() || (parent != nil && !parent.ReadOnly())
+		s, err := sendgen.NewStream(child, parent, opts)
+		if err != nil {
+			return nil, err
+		}
+		return sendgenStream{s}, nil
 	}
-	s, err := sendgen.NewStream(child, parent, opts)
-	if err != nil {
-		return nil, err
-	}
-	return sendgenStream{s}, nil
 }

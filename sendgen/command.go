@@ -148,7 +148,9 @@ func (c *Command) Timespec(a Attr, t btrfsread.Timespec) {
 // DataRef names the file data of a data command without holding it: Len
 // bytes of extent Extent of inode Ino in subvolume Subvol, starting Offset
 // bytes after the extent's key offset (file offset FileOffset). Zero data
-// (a hole written out) has Zero set and no extent.
+// (a hole written out) has Zero set and no extent. Encoded data
+// (ENCODED_WRITE) is the whole extent as stored, Len bytes, not
+// decompressed; Offset is then 0.
 type DataRef struct {
 	Subvol     *btrfsread.Subvolume
 	Ino        uint64
@@ -157,4 +159,5 @@ type DataRef struct {
 	Offset     uint64
 	Len        uint32
 	Zero       bool
+	Encoded    bool
 }

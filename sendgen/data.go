@@ -21,6 +21,10 @@ func readData(ref *DataRef, p []byte) error {
 	if ref.Subvol == nil {
 		return errors.New("sendgen: data reference without a subvolume")
 	}
+	if ref.Encoded {
+		dc := btrfsread.DataContext{Subvol: ref.Subvol.ID, Ino: ref.Ino, FileOffset: ref.FileOffset}
+		return ref.Subvol.FS().ReadEncoded(dc, &ref.Extent, p)
+	}
 	// An inline extent is sent up to i_size, which may lie past its data
 	// (the file was extended by truncate): the rest reads as zeros.
 	if avail := ref.Extent.Len(); ref.Offset+uint64(len(p)) > avail {

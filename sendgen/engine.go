@@ -23,7 +23,8 @@ type sendCtx struct {
 	out    emitter
 	opts   Options
 	send   *btrfsread.Subvolume
-	parent *btrfsread.Subvolume // nil for a full send
+	parent *btrfsread.Subvolume   // nil for a full send
+	roots  []*btrfsread.Subvolume // clone roots, once known (cloneRoots)
 	cmd    Command
 
 	sectorSize uint64
@@ -325,7 +326,7 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 		return fmt.Errorf("inode %d: %w", s.curIno, err)
 	}
 	isLink := isSymlink(s.curMode)
-	needChown, needChmod, needTruncate := false, false, true
+	needChown, needChmod, needFileattr, needTruncate := false, false, false, true
 	if s.parent == nil || s.curNew {
 		needChown = true
 		needChmod = !isLink
@@ -339,6 +340,7 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 		}
 		needChown = left.UID != right.UID || left.GID != right.GID
 		needChmod = !isLink && left.Mode != right.Mode
+		needFileattr = !isLink && left.Flags != right.Flags
 		if right.Size == s.curSize || (s.curSize > right.Size && s.curNextWriteOffset == s.curSize) {
 			needTruncate = false
 		}
@@ -375,6 +377,11 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 	}
 	if needChmod {
 		if err := s.sendChmod(s.curIno, s.curGen, left.Mode); err != nil {
+			return err
+		}
+	}
+	if needFileattr {
+		if err := s.sendFileattr(s.curIno, s.curGen, left.Flags); err != nil {
 			return err
 		}
 	}

@@ -30,14 +30,21 @@ type cloneSource struct {
 	numBytes uint64 // length of the source's file extent item
 }
 
-// cloneRoots returns the roots clones may come from, sorted by id.
+// cloneRoots returns the roots clones may come from, sorted by id: the send
+// root, the parent and the clone sources, each once.
 func (s *sendCtx) cloneRoots() []*btrfsread.Subvolume {
+	if s.roots != nil {
+		return s.roots
+	}
 	roots := []*btrfsread.Subvolume{s.send}
 	if s.parent != nil {
 		roots = append(roots, s.parent)
 	}
-	slices.SortFunc(roots, func(a, b *btrfsread.Subvolume) int { return cmpUint(a.ID, b.ID) })
-	return roots
+	roots = append(roots, s.opts.CloneSources...)
+	// Stable: of two equal roots the send root or parent, listed first, stays.
+	slices.SortStableFunc(roots, func(a, b *btrfsread.Subvolume) int { return cmpUint(a.ID, b.ID) })
+	s.roots = slices.CompactFunc(roots, func(a, b *btrfsread.Subvolume) bool { return a.ID == b.ID })
+	return s.roots
 }
 
 // candidateItem is a file extent item pointing to the extent being sent.

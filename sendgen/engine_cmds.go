@@ -2,6 +2,7 @@ package sendgen
 
 import (
 	"fmt"
+	"math/bits"
 
 	"sendfs/btrfsread"
 )
@@ -84,6 +85,106 @@ func (s *sendCtx) sendUtimes(ino, gen uint64) error {
 	c.Timespec(AttrAtime, ii.Atime)
 	c.Timespec(AttrMtime, ii.Mtime)
 	c.Timespec(AttrCtime, ii.Ctime)
+	if s.opts.protocol() >= 2 {
+		c.Timespec(AttrOtime, ii.Otime)
+	}
+	return s.emit()
+}
+
+// sendFileattr sends the inode flags (protocol 2; the kernel sends them only
+// when they changed on an existing inode).
+func (s *sendCtx) sendFileattr(ino, gen, flags uint64) error {
+	if s.opts.protocol() < 2 {
+		return nil
+	}
+	c, err := s.beginForInode(CmdFileattr, ino, gen)
+	if err != nil {
+		return err
+	}
+	c.U64(AttrFileattr, flags)
+	return s.emit()
+}
+
+// Linux fallocate(2) modes.
+const (
+	fallocKeepSize  = 0x1
+	fallocPunchHole = 0x2
+)
+
+// sendFallocate sends FALLOCATE for the current inode (protocol 2).
+func (s *sendCtx) sendFallocate(mode uint32, offset, length uint64) error {
+	c, err := s.beginForInode(CmdFallocate, s.curIno, s.curGen)
+	if err != nil {
+		return err
+	}
+	c.U32(AttrFallocateMode, mode)
+	c.U64(AttrFileOffset, offset)
+	c.U64(AttrSize, length)
+	return s.emit()
+}
+
+// sendUpdateExtent sends UPDATE_EXTENT, which stands for data in a stream
+// without data. The kernel passes the length as a u32: so does this.
+func (s *sendCtx) sendUpdateExtent(offset, length uint64) error {
+	c, err := s.beginForInode(CmdUpdateExtent, s.curIno, s.curGen)
+	if err != nil {
+		return err
+	}
+	c.U64(AttrFileOffset, offset)
+	c.U64(AttrSize, uint64(uint32(length)))
+	return s.emit()
+}
+
+// Compression of ENCODED_WRITE (BTRFS_ENCODED_IO_COMPRESSION_*).
+const (
+	encodedZlib  = 1
+	encodedZstd  = 2
+	encodedLZO4K = 3 // then LZO_8K .. LZO_64K: one per sector size
+)
+
+// encodedCompression maps an extent's compression to ENCODED_WRITE's.
+func (s *sendCtx) encodedCompression(alg uint8) (uint32, error) {
+	switch alg {
+	case btrfsread.CompressZlib:
+		return encodedZlib, nil
+	case btrfsread.CompressZstd:
+		return encodedZstd, nil
+	case btrfsread.CompressLZO:
+		shift := bits.TrailingZeros64(s.sectorSize)
+		if shift < 12 || shift > 16 {
+			return 0, fmt.Errorf("LZO extents of a %d-byte sector size have no encoded form", s.sectorSize)
+		}
+		return encodedLZO4K + uint32(shift-12), nil
+	}
+	return 0, fmt.Errorf("compression type %d has no encoded form", alg)
+}
+
+// sendEncodedWrite sends the compressed extent fe at key offset extOff as
+// stored, for the file range [offset, offset+length) it covers (the
+// kernel's send_encoded_extent and send_encoded_inline_extent).
+func (s *sendCtx) sendEncodedWrite(extOff uint64, fe *btrfsread.FileExtent, offset, length uint64) error {
+	alg, err := s.encodedCompression(fe.Compression)
+	if err != nil {
+		return fmt.Errorf("inode %d at %d: %w", s.curIno, offset, err)
+	}
+	c, err := s.beginForInode(CmdEncodedWrite, s.curIno, s.curGen)
+	if err != nil {
+		return err
+	}
+	inline := fe.Type == btrfsread.ExtentInline
+	covered, unencodedOffset, stored := fe.NumBytes, offset-extOff+fe.Offset, fe.DiskNumBytes
+	if inline {
+		covered, unencodedOffset, stored = fe.RamBytes, offset-extOff, uint64(len(fe.Inline))
+	}
+	c.U64(AttrFileOffset, offset)
+	c.U64(AttrUnencodedFileLen, min(extOff+covered-offset, length))
+	c.U64(AttrUnencodedLen, fe.RamBytes)
+	c.U64(AttrUnencodedOffset, unencodedOffset)
+	c.U32(AttrCompression, alg)
+	if !inline {
+		c.U32(AttrEncryption, 0)
+	}
+	c.Data = &DataRef{Subvol: s.send, Ino: s.curIno, FileOffset: offset, Extent: *fe, Len: uint32(stored), Encoded: true}
 	return s.emit()
 }
 

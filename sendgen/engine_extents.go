@@ -7,9 +7,22 @@ import (
 	"sendfs/btrfsread"
 )
 
-// maxWriteV1 is the file data per WRITE in protocol 1: the kernel's 64 KiB
-// send buffer less 16 KiB for the command's other attributes.
-const maxWriteV1 = 48 << 10
+// The file data per WRITE: the kernel's send buffer less 16 KiB for the
+// command's other attributes. The buffer is 64 KiB in protocol 1 and, from
+// protocol 2 on, 16 KiB plus the largest compressed extent (128 KiB),
+// rounded to 4 KiB pages.
+const (
+	maxWriteV1 = 48 << 10
+	maxWriteV2 = 128 << 10
+)
+
+// maxWrite is the file data per WRITE of the stream's protocol.
+func (s *sendCtx) maxWrite() uint64 {
+	if s.opts.protocol() >= 2 {
+		return maxWriteV2
+	}
+	return maxWriteV1
+}
 
 // extentEnd is the file offset just past the extent at key offset off.
 // Inline extents count to the next sector boundary, as in the kernel.
@@ -123,14 +136,30 @@ func (s *sendCtx) canCloneRange(src *cloneSource, off, end uint64) (bool, error)
 }
 
 // sendExtentData sends [offset, offset+length) of the file, whose data lies
-// in extent fe at key offset extOff, as WRITE commands.
+// in extent fe at key offset extOff (the kernel's send_extent_data): as
+// UPDATE_EXTENT without data, as one ENCODED_WRITE of the compressed extent
+// when that is allowed and the range covers at least its stored size, else
+// as WRITE commands of decompressed data.
 func (s *sendCtx) sendExtentData(extOff uint64, fe *btrfsread.FileExtent, offset, length uint64) error {
+	if s.opts.NoData {
+		return s.sendUpdateExtent(offset, length)
+	}
+	if s.opts.CompressedData && fe.Compression != btrfsread.CompressNone {
+		stored := fe.DiskNumBytes
+		if fe.Type == btrfsread.ExtentInline {
+			stored = uint64(len(fe.Inline))
+		}
+		if stored <= length {
+			return s.sendEncodedWrite(extOff, fe, offset, length)
+		}
+	}
 	p, err := s.curPath(s.curIno, s.curGen)
 	if err != nil {
 		return err
 	}
+	maxWrite := s.maxWrite()
 	for sent := uint64(0); sent < length; {
-		n := min(length-sent, maxWriteV1)
+		n := min(length-sent, maxWrite)
 		c := s.begin(CmdWrite)
 		c.Bytes(AttrPath, p)
 		c.U64(AttrFileOffset, offset+sent)
@@ -150,20 +179,28 @@ func (s *sendCtx) sendExtentData(extOff uint64, fe *btrfsread.FileExtent, offset
 	return nil
 }
 
-// sendHole writes zeros over [curLastExtent, end) of an existing file, up to
-// i_size (protocol 1 has no hole punching).
+// sendHole makes [curLastExtent, end) of an existing file a hole: from
+// protocol 2 on by punching it (FALLOCATE, even past i_size, as the kernel
+// does since 6.17), else by writing zeros up to i_size.
 func (s *sendCtx) sendHole(end uint64) error {
 	offset := s.curLastExtent
+	if s.opts.protocol() >= 2 {
+		return s.sendFallocate(fallocPunchHole|fallocKeepSize, offset, end-offset)
+	}
 	if offset >= s.curSize {
 		return nil
 	}
 	end = min(end, s.curSize)
+	if s.opts.NoData {
+		return s.sendUpdateExtent(offset, end-offset)
+	}
 	p, err := s.curPath(s.curIno, s.curGen)
 	if err != nil {
 		return err
 	}
+	maxWrite := s.maxWrite()
 	for offset < end {
-		n := min(end-offset, maxWriteV1)
+		n := min(end-offset, maxWrite)
 		c := s.begin(CmdWrite)
 		c.Bytes(AttrPath, p)
 		c.U64(AttrFileOffset, offset)

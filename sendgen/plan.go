@@ -78,7 +78,7 @@ func (r *dataRun) command(i int, attrs []byte, ref *DataRef) Command {
 // all full.
 func (r *dataRun) continuedBy(c *Command) bool {
 	d := c.Data
-	if r.foPos < 0 || r.lastLen != r.step || c.Cmd != r.cmd || d.Len == 0 || d.Len > r.step || len(c.Attrs) != len(r.attrs) {
+	if r.foPos < 0 || d.Encoded || r.ref.Encoded || r.lastLen != r.step || c.Cmd != r.cmd || d.Len == 0 || d.Len > r.step || len(c.Attrs) != len(r.attrs) {
 		return false
 	}
 	shift := uint64(r.n) * uint64(r.step)
@@ -97,7 +97,7 @@ func (r *dataRun) continuedBy(c *Command) bool {
 
 func sameRef(a, b *DataRef) bool {
 	return a.Subvol == b.Subvol && a.Ino == b.Ino && a.FileOffset == b.FileOffset &&
-		a.Offset == b.Offset && a.Len == b.Len && a.Zero == b.Zero &&
+		a.Offset == b.Offset && a.Len == b.Len && a.Zero == b.Zero && a.Encoded == b.Encoded &&
 		sameExtent(&a.Extent, &b.Extent)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"sendfs/btrfsread"
@@ -14,28 +16,90 @@ import (
 // sizes and plans from older builds are not trusted.
 const formatVersion = 1
 
-// Options select what the stream contains. The zero value is the kernel's
-// default: protocol 1.
+// Options select what the stream contains, as the kernel's send ioctl
+// flags do. The zero value is the kernel's default: protocol 1, file data
+// sent decompressed, no clone sources besides the parent.
 type Options struct {
-	// Protocol is the stream version (only 1 for now; 0 means 1).
+	// Protocol is the stream version, 1 or 2 (MaxProtocol); 0 means the
+	// default: 1, or 2 with CompressedData.
 	Protocol int
-	// AllowWritable accepts a writable child or parent (for images that are
-	// not mounted anywhere).
+	// CompressedData sends compressed extents as stored (ENCODED_WRITE)
+	// instead of decompressing them; it needs protocol 2.
+	CompressedData bool
+	// NoData sends UPDATE_EXTENT (offset and length only) instead of file
+	// data: a stream that shows what changed but cannot be received into
+	// a copy of the data.
+	NoData bool
+	// CloneSources are more snapshots the receiver has, from which data
+	// may be cloned (btrfs send -c). The parent always is one.
+	CloneSources []*btrfsread.Subvolume
+	// AllowWritable accepts a writable child, parent or clone source (for
+	// images that are not mounted anywhere).
 	AllowWritable bool
 }
 
+// MaxProtocol is the highest stream version sendfs writes.
+const MaxProtocol = 2
+
+// HeaderLen is the length of a stream's header and EndLen that of the END
+// command closing it: what `btrfs send -e` leaves out between the streams of
+// several subvolumes to make them one.
+const (
+	HeaderLen = streamHeaderLen
+	EndLen    = cmdHeaderLen
+)
+
 // protocol is the effective stream version.
 func (o Options) protocol() int {
-	if o.Protocol == 0 {
-		return 1
+	switch {
+	case o.Protocol != 0:
+		return o.Protocol
+	case o.CompressedData:
+		return 2
 	}
-	return o.Protocol
+	return 1
+}
+
+// check rejects options no stream can have.
+func (o Options) check() error {
+	switch p := o.protocol(); {
+	case p < 1 || p > MaxProtocol:
+		return fmt.Errorf("sendgen: send stream protocol %d is not supported (1 to %d)", p, MaxProtocol)
+	case o.CompressedData && p < 2:
+		return fmt.Errorf("sendgen: compressed data needs protocol 2 or later (requested %d)", p)
+	}
+	return nil
+}
+
+// String is the canonical form of the options that change the stream's
+// bytes, e.g. "proto=2 compressed-data clone=<uuid:gen:ctransid>,...": equal
+// options give equal strings, whatever the order of the clone sources.
+func (o Options) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "proto=%d", o.protocol())
+	if o.CompressedData {
+		b.WriteString(" compressed-data")
+	}
+	if o.NoData {
+		b.WriteString(" no-data")
+	}
+	if len(o.CloneSources) > 0 {
+		keys := make([]string, len(o.CloneSources))
+		for i, sv := range o.CloneSources {
+			keys[i] = subvolKey(sv)
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		b.WriteString(" clone=" + strings.Join(keys, ","))
+	}
+	return b.String()
 }
 
 // Stream is one send stream: child, incremental from parent when parent is
 // not nil. It is safe for concurrent use.
 type Stream struct {
 	child, parent *btrfsread.Subvolume
+	opts          Options
 	enc           encoder
 	// gen runs the engine into out; tests replace it with a synthetic
 	// command sequence.
@@ -55,23 +119,31 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 	if child == nil {
 		return nil, errors.New("sendgen: no subvolume to send")
 	}
-	if p := opts.protocol(); p != 1 {
-		return nil, fmt.Errorf("sendgen: send stream protocol %d is not supported (only 1)", p)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	if !child.ReadOnly() && !opts.AllowWritable {
 		return nil, fmt.Errorf("sendgen: subvolume %s is not read-only (send a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(child))
 	}
+	others := opts.CloneSources
 	if parent != nil {
+		others = append([]*btrfsread.Subvolume{parent}, others...)
+	}
+	for i, sv := range others {
+		role := "clone source"
+		if parent != nil && i == 0 {
+			role = "parent"
+		}
 		switch {
-		case parent == child || parent.FS() == child.FS() && parent.ID == child.ID:
-			return nil, fmt.Errorf("sendgen: subvolume %s cannot be its own parent", subvolName(child))
-		case parent.FS() != child.FS():
-			return nil, fmt.Errorf("sendgen: parent %s is not on the same filesystem as %s", subvolName(parent), subvolName(child))
-		case !parent.ReadOnly() && !opts.AllowWritable:
-			return nil, fmt.Errorf("sendgen: parent subvolume %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(parent))
+		case sv == nil:
+			return nil, fmt.Errorf("sendgen: no %s subvolume", role)
+		case sv.FS() != child.FS():
+			return nil, fmt.Errorf("sendgen: %s %s is not on the same filesystem as %s", role, subvolName(sv), subvolName(child))
+		case !sv.ReadOnly() && !opts.AllowWritable:
+			return nil, fmt.Errorf("sendgen: %s subvolume %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", role, subvolName(sv))
 		}
 	}
-	s := &Stream{child: child, parent: parent, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
+	s := &Stream{child: child, parent: parent, opts: opts, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
 	s.gen = func(ctx context.Context, out emitter) error {
 		return run(ctx, child, parent, opts, out)
 	}
@@ -144,7 +216,7 @@ func (s *Stream) CacheKey() string {
 	if s.parent != nil {
 		parent = subvolKey(s.parent)
 	}
-	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s proto=%d", formatVersion, subvolKey(s.child), parent, s.enc.proto)
+	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s %s", formatVersion, subvolKey(s.child), parent, s.opts)
 }
 
 // subvolKey names a subvolume's exact state: a read-only snapshot keeps its

@@ -26,8 +26,12 @@ func TestNewStreamChecks(t *testing.T) {
 		{"writable", rw, nil, Options{}, "not read-only"},
 		{"writable allowed", rw, nil, Options{AllowWritable: true}, ""},
 		{"writable parent", ro(256), rw, Options{}, "parent subvolume <top level> (id 5) is not read-only"},
-		{"own parent", ro(256), ro(256), Options{}, "its own parent"},
+		{"own parent", ro(256), ro(256), Options{}, ""}, // the kernel sends an empty incremental
 		{"protocol", ro(256), nil, Options{Protocol: 3}, "protocol 3"},
+		{"protocol 2", ro(256), nil, Options{Protocol: 2}, ""},
+		{"compressed v1", ro(256), nil, Options{Protocol: 1, CompressedData: true}, "needs protocol 2"},
+		{"compressed", ro(256), nil, Options{CompressedData: true}, ""},
+		{"writable clone source", ro(256), nil, Options{CloneSources: []*btrfsread.Subvolume{rw}}, "clone source subvolume <top level> (id 5) is not read-only"},
 	} {
 		_, err := NewStream(tc.child, tc.parent, tc.opts)
 		switch {
@@ -53,6 +57,36 @@ func TestCacheKey(t *testing.T) {
 	again, _ := NewStream(child, nil, Options{Protocol: 1})
 	if again.CacheKey() != full.CacheKey() {
 		t.Errorf("protocol 0 and 1 give different keys: %q, %q", full.CacheKey(), again.CacheKey())
+	}
+	keys := map[string]string{}
+	for name, o := range map[string]Options{
+		"v2":         {Protocol: 2},
+		"compressed": {CompressedData: true},
+		"no-data":    {NoData: true},
+		"clone":      {CloneSources: []*btrfsread.Subvolume{parent}},
+	} {
+		s, err := NewStream(child, nil, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := s.CacheKey()
+		if k == full.CacheKey() || keys[k] != "" {
+			t.Errorf("options %s share the key %q", name, k)
+		}
+		keys[k] = name
+	}
+}
+
+func TestOptionsString(t *testing.T) {
+	a := &btrfsread.Subvolume{ID: 256, Root: btrfsread.RootItem{UUID: testUUID, Generation: 3, CTransid: 2}}
+	b := &btrfsread.Subvolume{ID: 257, Root: btrfsread.RootItem{Generation: 5, CTransid: 4}}
+	got := Options{CompressedData: true, NoData: true, CloneSources: []*btrfsread.Subvolume{b, a, b}}.String()
+	same := Options{Protocol: 2, CompressedData: true, NoData: true, CloneSources: []*btrfsread.Subvolume{a, b}, AllowWritable: true}.String()
+	if got != same {
+		t.Errorf("equal options, different strings: %q and %q", got, same)
+	}
+	if !strings.HasPrefix(got, "proto=2 compressed-data no-data clone=") || strings.Count(got, ",") != 1 {
+		t.Errorf("Options.String() = %q", got)
 	}
 }
 

@@ -355,8 +355,18 @@ func TestCLIErrors(t *testing.T) {
 			t.Errorf("--allow-writable: exit %d: %s", r.code, r.stderr)
 		}
 	})
-	t.Run("parent is child", func(t *testing.T) {
-		sendfsRun(t, "send", "--size", "-p", "snaps/s1", img, "snaps/s1").wantFailure(t, 1, "parent and subvolume are both snaps/s1")
+	t.Run("options", func(t *testing.T) {
+		for args, want := range map[[2]string]string{
+			{"--proto", "3"}:                   "protocol version 3 is not supported",
+			{"--proto=1", "--compressed-data"}: "--compressed-data needs protocol version 2 or later (requested 1)",
+		} {
+			if r := sendfsRun(t, "send", "--size", args[0], args[1], img, "snaps/s1"); r.code != 2 || !strings.Contains(r.stderr, want) {
+				t.Errorf("send %v: exit %d, stderr:\n%s", args, r.code, r.stderr)
+			}
+		}
+		sendfsRun(t, "send", "--size", "-c", "vol", img, "snaps/s2").wantFailure(t, 1, "clone source vol is not read-only")
+		sendfsRun(t, "send", "--size", "-c", "snaps/nope", img, "snaps/s2").wantFailure(t, 1, `no clone source "snaps/nope"`)
+		sendfsRun(t, "send", "--size", "-c", "snaps/s1", img, "vol", "snaps/s2").wantFailure(t, 1, "subvolume vol is not read-only")
 	})
 	t.Run("usage", func(t *testing.T) {
 		if r := sendfsRun(t, "send", img); r.code != 2 || !strings.Contains(r.stderr, "need DEVICE... and SUBVOL") {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"sendfs/sendgen"
 )
 
 // step builds or changes the tree of one scenario; d is the scenario's
@@ -50,6 +52,46 @@ type corpus struct {
 	// checks), skips the dumps of incrementals and the full of the first
 	// snapshot: for many random pairs.
 	light bool
+	// variant is the send options of every stream, the kernel's and ours
+	// (the zero value: protocol 1, no flags).
+	variant sendVariant
+	// chainsOnly checks only the incremental chains of scenarios that have
+	// one, not their full sends (which the full corpus covers).
+	chainsOnly bool
+}
+
+// sendVariant is a set of send options, as btrfs send and sendfs send take
+// them and as sendgen.Options.
+type sendVariant struct {
+	name string
+	args []string
+	opts sendgen.Options
+}
+
+// protocolVariants are the option sets every corpus is also checked with.
+var protocolVariants = []sendVariant{
+	{"proto2", []string{"--proto", "2"}, sendgen.Options{Protocol: 2}},
+	{"compressed-data", []string{"--compressed-data"}, sendgen.Options{CompressedData: true}},
+}
+
+// withVariant returns the corpus as seen with the send options of v: the
+// kernel's streams are sent again with them (the filesystem stays mounted
+// read-only). With chainsOnly, scenarios with changes check only their chain.
+func (c *corpus) withVariant(t *testing.T, v sendVariant, scenarios []scenario, chainsOnly bool) *corpus {
+	vc := &corpus{fs: c.fs, broken: c.broken, light: c.light, variant: v, chainsOnly: chainsOnly}
+	vc.recordKernel(t, scenarios)
+	return vc
+}
+
+// checkVariants runs checkCorpus again with each of variants, in subtest
+// <variant>; with chainsOnly, scenarios with changes check only their
+// incremental chain.
+func checkVariants(t *testing.T, c *corpus, scenarios []scenario, variants []sendVariant, chainsOnly bool) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			checkCorpus(t, c.withVariant(t, v, scenarios, chainsOnly), scenarios)
+		})
+	}
 }
 
 func snapName(sc scenario, i int) string { return fmt.Sprintf("snaps/%s.%d", sc.name, i) }
@@ -63,8 +105,6 @@ func buildCorpus(t *testing.T, opts fsOpts, scenarios []scenario) *corpus {
 	c := &corpus{
 		fs:     newFS(t, opts),
 		broken: map[string]bool{},
-		fulls:  map[string][][]byte{},
-		incs:   map[string][][]byte{},
 	}
 	// Stage 0 builds every scenario, stage k applies every k-th change; a
 	// snapshot of each scenario follows each stage it took part in.
@@ -100,21 +140,28 @@ func buildCorpus(t *testing.T, opts fsOpts, scenarios []scenario) *corpus {
 			}
 		}
 	}
+	c.recordKernel(t, scenarios)
+	remountRO(t, c.fs)
+	return c
+}
+
+// recordKernel sends the kernel's streams of every scenario that was built.
+func (c *corpus) recordKernel(t *testing.T, scenarios []scenario) {
+	c.fulls, c.incs = map[string][][]byte{}, map[string][][]byte{}
+	args := c.variant.args
 	for _, sc := range scenarios {
 		if c.broken[sc.name] {
 			continue
 		}
 		snap := func(i int) string { return c.fs.path(snapName(sc, i)) }
-		c.fulls[sc.name] = append(c.fulls[sc.name], kernelSend(t, c.fs.Mnt, snap(0), ""))
+		c.fulls[sc.name] = append(c.fulls[sc.name], kernelSend(t, c.fs.Mnt, snap(0), "", args...))
 		for i := range sc.changes {
-			c.incs[sc.name] = append(c.incs[sc.name], kernelSend(t, c.fs.Mnt, snap(i+1), snap(i)))
+			c.incs[sc.name] = append(c.incs[sc.name], kernelSend(t, c.fs.Mnt, snap(i+1), snap(i), args...))
 		}
-		if n := len(sc.changes); n > 0 {
-			c.fulls[sc.name] = append(c.fulls[sc.name], kernelSend(t, c.fs.Mnt, snap(n), ""))
+		if n := len(sc.changes); n > 0 && !c.chainsOnly {
+			c.fulls[sc.name] = append(c.fulls[sc.name], kernelSend(t, c.fs.Mnt, snap(n), "", args...))
 		}
 	}
-	remountRO(t, c.fs)
-	return c
 }
 
 // runReuse remounts the filesystem and runs the reuse steps, if any.
@@ -228,7 +275,7 @@ func (c *corpus) checkKernel(t *testing.T, r *receiver, sc scenario) kernelCopie
 		k.chain = append(k.chain, r.receive(t, s))
 		check(snapName(sc, i+1), k.chain[i+1])
 	}
-	if len(incs) > 0 && !c.light {
+	if len(incs) > 0 && !c.light && !c.chainsOnly {
 		k.fulls = append(k.fulls, r.receive(t, fulls[1]))
 		check(snapName(sc, len(incs)), k.fulls[1])
 	}
@@ -244,6 +291,9 @@ func (c *corpus) checkKernel(t *testing.T, r *receiver, sc scenario) kernelCopie
 func (c *corpus) checkSendfs(t *testing.T, r *receiver, sc scenario, k kernelCopies) {
 	if len(sc.changes) > 0 {
 		t.Run("incremental", func(t *testing.T) { c.checkChain(t, r, sc, k) })
+		if c.chainsOnly {
+			return
+		}
 	}
 	t.Run("full", func(t *testing.T) {
 		// c.fulls[i] is the kernel's full of snapshot 0, then of the last;
@@ -270,11 +320,16 @@ func (c *corpus) checkChain(t *testing.T, r *receiver, sc scenario, k kernelCopi
 	for i, kstream := range c.incs[sc.name] {
 		parent, child := snapName(sc, i), snapName(sc, i+1)
 		ours := c.send(t, child, parent)
-		sizeOK := checkSizeNotWorse(t, len(ours), len(kstream))
-		if !c.light || !sizeOK {
-			if d := diffDumps(dump(t, kstream), dump(t, ours)); d != nil {
-				t.Logf("%s → %s: dump differs from the kernel's (allowed for incrementals):\n%s", parent, child, strings.Join(d, "\n"))
+		if c.light {
+			// Random pairs: clone-source choices differ more often.
+			if !checkSizeNotWorse(t, len(ours), len(kstream)) {
+				if d := diffDumps(dump(t, kstream), dump(t, ours)); d != nil {
+					t.Logf("%s → %s: dump differs from the kernel's:\n%s", parent, child, strings.Join(d, "\n"))
+				}
 			}
+		} else {
+			checkSizeWithin1Percent(t, len(ours), len(kstream))
+			checkDump(t, parent+" → "+child, sc, kstream, ours)
 		}
 		got := r.receive(t, ours)
 		if _, ok := c.compare(t, child, got, k.quirks[child]); !ok {
@@ -291,16 +346,9 @@ func (c *corpus) checkChain(t *testing.T, r *receiver, sc scenario, k kernelCopi
 func (c *corpus) checkFull(t *testing.T, r *receiver, sc scenario, n int, kstream []byte, k kernelCopies, kernelCopy string) {
 	name := snapName(sc, n)
 	ours := c.send(t, name, "")
-	kdump, odump := dump(t, kstream), dump(t, ours)
-	if d := diffDumps(kdump, odump); d != nil {
-		switch {
-		case sameDataDifferentSources(kdump, odump):
-			t.Logf("%s: dump differs from the kernel's only in clone sources (allowed, same data):\n%s", name, strings.Join(d, "\n"))
-		case sc.dumpNote == "":
-			t.Errorf("%s: dump differs from the kernel's:\n%s", name, strings.Join(d, "\n"))
-		default:
-			t.Logf("%s: dump differs from the kernel's (%s):\n%s", name, sc.dumpNote, strings.Join(d, "\n"))
-		}
+	checkDump(t, name, sc, kstream, ours)
+	if !c.light {
+		checkSizeWithin1Percent(t, len(ours), len(kstream))
 	}
 	got := r.receive(t, ours)
 	c.compare(t, name, got, k.quirks[name])
@@ -348,21 +396,49 @@ func matchingPrefix(s string, prefixes []string) string {
 // library serves any byte range of the same stream (checkRanges).
 func (c *corpus) send(t *testing.T, child, parent string) []byte {
 	t.Helper()
-	ours := sendfsSend(t, c.fs.Images, child, parent)
+	args := c.variant.args
+	ours := sendfsSend(t, c.fs.Images, child, parent, args...)
 	if c.light {
 		return ours
 	}
-	if n, err := sendfsSize(t, c.fs.Images, child, parent); err != nil {
+	if n, err := sendfsSize(t, c.fs.Images, child, parent, args...); err != nil {
 		t.Errorf("sendfs send --size %s: %v", child, err)
 	} else if n != int64(len(ours)) {
 		t.Errorf("sendfs send --size %s = %d, but the stream has %d bytes", child, n, len(ours))
 	}
-	again := sendfsSend(t, c.fs.Images, child, parent)
+	again := sendfsSend(t, c.fs.Images, child, parent, args...)
 	if string(again) != string(ours) {
 		t.Errorf("two sends of %s (parent %q) gave different bytes (%d and %d bytes)", child, parent, len(ours), len(again))
 	}
-	t.Run("ranges", func(t *testing.T) { checkRanges(t, c.fs.Images, child, parent, ours) })
+	t.Run("ranges", func(t *testing.T) { checkRanges(t, c.fs.Images, child, parent, ours, c.variant.opts) })
 	return ours
+}
+
+// checkDump requires our stream's dump to be the kernel's, command for
+// command, except for clone sources of the same bytes (or the scenario's
+// dumpNote, which then is logged).
+func checkDump(t *testing.T, name string, sc scenario, kstream, ours []byte) {
+	t.Helper()
+	kdump, odump := dump(t, kstream), dump(t, ours)
+	if d := diffDumps(kdump, odump); d != nil {
+		switch {
+		case sameDataDifferentSources(kdump, odump):
+			t.Logf("%s: dump differs from the kernel's only in clone sources (allowed, same data):\n%s", name, strings.Join(d, "\n"))
+		case sc.dumpNote == "":
+			t.Errorf("%s: dump differs from the kernel's:\n%s", name, strings.Join(d, "\n"))
+		default:
+			t.Logf("%s: dump differs from the kernel's (%s):\n%s", name, sc.dumpNote, strings.Join(d, "\n"))
+		}
+	}
+}
+
+// checkSizeWithin1Percent: our stream may be at most 1% larger than the
+// kernel's.
+func checkSizeWithin1Percent(t *testing.T, ours, kernel int) {
+	t.Helper()
+	if ours > kernel+kernel/100 {
+		t.Errorf("our stream has %d bytes, the kernel's %d (more than 1%% larger)", ours, kernel)
+	}
 }
 
 // checkSizeNotWorse allows our incremental stream a few percent (and a

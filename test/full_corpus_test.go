@@ -18,6 +18,7 @@ func TestFullSend(t *testing.T) {
 	scenarios = selectScenarios(t, scenarios)
 	c := buildCorpus(t, fsOpts{}, scenarios)
 	checkCorpus(t, c, scenarios)
+	checkVariants(t, c, scenarios, protocolVariants, false)
 }
 
 func j(parts ...string) string { return filepath.Join(parts...) }
@@ -221,6 +222,23 @@ func fullCorpus() []scenario {
 				writeFile(t, j(dir, "inline"), patterned(3000, 17))
 				writeFile(t, j(dir, "random"), random(100000, 18))
 				writeAt(t, j(dir, "sparse"), 1<<20, patterned(300000, 19))
+			}
+		}),
+		full("compressed-text", func(t testing.TB, d string) {
+			// Text passes compress=/property's heuristic, so these extents
+			// are compressed (patterned data mostly is not): the material
+			// of --compressed-data.
+			for _, algo := range []string{"zlib", "lzo", "zstd"} {
+				dir := j(d, algo)
+				mustMkdir(t, dir)
+				setCompression(t, dir, algo)
+				writeFile(t, j(dir, "big"), textLines(1<<20+5000, 1))
+				writeFile(t, j(dir, "inline"), textLines(3000, 2))
+				writeFile(t, j(dir, "overwritten"), textLines(512<<10, 3))
+				run(t, "sync", j(dir, "overwritten"))
+				writeAt(t, j(dir, "overwritten"), 100000, textLines(20000, 4)) // extents partly referenced
+				writeAt(t, j(dir, "sparse"), 1<<20, textLines(300000, 5))
+				reflink(t, j(dir, "big"), j(dir, "clone"), 0, 0, 0)
 			}
 		}),
 		full("reflinks", func(t testing.TB, d string) {

@@ -263,7 +263,8 @@ func TestFUSE(t *testing.T) {
 	requireFUSE(t)
 	img := buildFuseImage(t)
 	fs := img.fs
-	m := startMount(t, fs.Images, "--cache-dir", t.TempDir())
+	cacheDir := t.TempDir()
+	m := startMount(t, fs.Images, "--cache-dir", cacheDir)
 
 	t.Run("Namespace", func(t *testing.T) { checkNamespace(t, m, img) })
 	t.Run("Receive", func(t *testing.T) { checkReceive(t, m, fs) })
@@ -273,6 +274,26 @@ func TestFUSE(t *testing.T) {
 	t.Run("BadMountpoint", func(t *testing.T) { checkBadMountpoint(t, m, fs) })
 	t.Run("CorruptData", func(t *testing.T) { checkCorruptData(t, m, fs) })
 	t.Run("SIGTERM", func(t *testing.T) { checkSIGTERM(t, m) })
+	t.Run("CompressedData", func(t *testing.T) { checkStreamOptions(t, fs, cacheDir) })
+}
+
+// checkStreamOptions: a mount with --compressed-data, sharing the size cache
+// of a protocol-1 mount, serves the streams of sendfs send
+// --compressed-data, with their own sizes.
+func checkStreamOptions(t *testing.T, fs *btrfsFS, cacheDir string) {
+	m := startMount(t, fs.Images, "--cache-dir", cacheDir, "--compressed-data")
+	for _, pair := range [][2]string{{"snaps/a.1", ""}, {"snaps/a.2", "snaps/a.1"}, {"snaps/50%/a.3", "snaps/a.2"}} {
+		want := sendfsSend(t, fs.Images, pair[0], pair[1], "--compressed-data")
+		st, err := os.Stat(m.streamPath(pair[0], pair[1]))
+		must(t, err)
+		if st.Size() != int64(len(want)) {
+			t.Errorf("%s from %q: st_size %d, the stream has %d bytes", pair[0], pair[1], st.Size(), len(want))
+		}
+		sameBytes(t, pair[0]+" from "+pair[1], want, output(t, "cat", m.streamPath(pair[0], pair[1])))
+	}
+	full := output(t, "cat", m.streamPath("snaps/a.1", ""))
+	inc := output(t, "cat", m.streamPath("snaps/50%/a.3", "snaps/a.1"))
+	compareTrees(t, fs.path("snaps/50%/a.3"), receive(t, full, inc))
 }
 
 func checkNamespace(t *testing.T, m *sendfsMount, img *fuseImage) {

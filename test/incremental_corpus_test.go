@@ -22,6 +22,7 @@ func TestIncrementalSend(t *testing.T) {
 	checkCorpus(t, c, scenarios)
 	t.Run("backwards", func(t *testing.T) { checkBackwards(t, c, scenarios) })
 	t.Run("diff", func(t *testing.T) { checkDiffs(t, c, scenarios) })
+	checkVariants(t, c, scenarios, protocolVariants, true)
 }
 
 // baseTree is the parent state most incremental scenarios start from: every
@@ -102,6 +103,20 @@ func incrementalCorpus() []scenario {
 		}),
 		inc("inline-gets-xattr", base, func(t testing.TB, d string) { setXattr(t, j(d, "a", "b", "c", "f3"), "user.x", []byte("1")) }),
 		inc("compressed-change", base, func(t testing.TB, d string) { writeAt(t, j(d, "zstd", "zf"), 500000, patterned(70000, 105)) }),
+		inc("compressed-text-change", func(t testing.TB, d string) {
+			setCompression(t, d, "zstd")
+			writeFile(t, j(d, "a"), textLines(1<<20, 1))
+			writeFile(t, j(d, "b"), textLines(300000, 2))
+			writeFile(t, j(d, "c"), textLines(2000, 3))
+			writeFile(t, j(d, "d"), textLines(200000, 4))
+		}, func(t testing.TB, d string) {
+			writeAt(t, j(d, "a"), 200000, textLines(50000, 5)) // a compressed extent partly replaced
+			mustTruncate(t, j(d, "b"), 100000)
+			writeAt(t, j(d, "c"), 2000, textLines(1000, 6))
+			reflink(t, j(d, "a"), j(d, "a-clone"), 0, 0, 0)
+			punchHole(t, j(d, "d"), 0, 131072)
+			writeFile(t, j(d, "new"), textLines(400000, 7))
+		}),
 		inc("one-byte-of-32m", func(t testing.TB, d string) { writeFile(t, j(d, "huge"), random(32<<20, 106)) },
 			func(t testing.TB, d string) { writeAt(t, j(d, "huge"), 20<<20+5, []byte{0xAA}) }),
 		inc("reflink-new-file", base, func(t testing.TB, d string) { reflink(t, j(d, "big"), j(d, "big-clone"), 0, 0, 0) }),

@@ -172,6 +172,17 @@ func patterned(n int, seed uint64) []byte {
 	return b
 }
 
+// textLines returns n bytes of numbered text lines: data that compress=zstd
+// compresses (its heuristic skips data with evenly spread bytes, such as
+// patterned's).
+func textLines(n int, seed uint64) []byte {
+	var b []byte
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, "%d line %08d of some text that compresses well\n", seed, i)
+	}
+	return b[:n]
+}
+
 // random returns n bytes of incompressible data from seed.
 func random(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, 0x5eedf5))

@@ -23,9 +23,12 @@ import (
 //	SENDFS_SEEDS=N    number of seeds (default defaultSeeds), seeds 1..N
 //	SENDFS_SEED=S     only seed S (replay a failure; its operations are logged)
 //	SENDFS_RANDOM_OPS=N operations per seed (default 40)
+//	SENDFS_SEND_VARIANT=V send every stream, the kernel's and ours, with the
+//	                  options of protocol variant V (proto2, compressed-data)
 func TestRandomIncremental(t *testing.T) {
 	requireRoot(t)
 	seeds := randomSeeds(t)
+	variant := envVariant(t)
 	nops := envInt(t, "SENDFS_RANDOM_OPS", 40)
 	const perImage = 100
 	for start := 0; start < len(seeds); start += perImage {
@@ -37,6 +40,9 @@ func TestRandomIncremental(t *testing.T) {
 			}
 			c := buildCorpus(t, fsOpts{Size: 16 << 30}, scenarios)
 			c.light = true
+			if variant.name != "" {
+				c = c.withVariant(t, variant, scenarios, false)
+			}
 			checkCorpus(t, c, scenarios)
 			t.Run("diff", func(t *testing.T) { checkDiffs(t, c, scenarios) })
 		})
@@ -59,6 +65,22 @@ func randomSeeds(t *testing.T) []uint64 {
 		seeds[i] = uint64(i + 1)
 	}
 	return seeds
+}
+
+// envVariant is the protocol variant $SENDFS_SEND_VARIANT names (none when
+// unset: protocol 1).
+func envVariant(t *testing.T) sendVariant {
+	name := os.Getenv("SENDFS_SEND_VARIANT")
+	if name == "" {
+		return sendVariant{}
+	}
+	for _, v := range protocolVariants {
+		if v.name == name {
+			return v
+		}
+	}
+	t.Fatalf("SENDFS_SEND_VARIANT=%q: want one of proto2, compressed-data", name)
+	return sendVariant{}
 }
 
 func envInt(t *testing.T, name string, def int) int {

@@ -20,8 +20,8 @@ const rangeReads = 1000
 // and checks the stream of child (from parent, "" for a full send) against
 // whole, the bytes the CLI wrote: Size (counting mode, no data read) equals
 // its length, and random ranges read through a Reader, plus the edges,
-// equal the same slices.
-func checkRanges(t *testing.T, images []string, child, parent string, whole []byte) {
+// equal the same slices. opts are the options whole was sent with.
+func checkRanges(t *testing.T, images []string, child, parent string, whole []byte, opts sendgen.Options) {
 	t.Helper()
 	fs, err := btrfsread.Open(images...)
 	if err != nil {
@@ -38,7 +38,7 @@ func checkRanges(t *testing.T, images []string, child, parent string, whole []by
 			t.Fatalf("FindSubvolume(%q): %v", parent, err)
 		}
 	}
-	s, err := sendgen.NewStream(csv, psv, sendgen.Options{})
+	s, err := sendgen.NewStream(csv, psv, opts)
 	if err != nil {
 		t.Fatalf("NewStream(%s, %q): %v", child, parent, err)
 	}

@@ -13,7 +13,9 @@ import (
 // BenchmarkSend prints, from one run on one image, sendfs send against the
 // kernel's btrfs send, both to /dev/null with warm caches (best of three):
 // full sends of a few big files, of 100,000 small files and of a
-// zstd-compressed subvolume; incremental sends between snapshots of the
+// zstd-compressed subvolume (decompressed, and as stored with
+// --compressed-data, where the kernel's stream length is printed too);
+// incremental sends between snapshots of the
 // 100,000-file subvolume differing in 10 files and in 10% of the files.
 // Peak memory is the sendfs process's; the kernel's send runs in the kernel,
 // so its column shows only the btrfs tool's own RSS. Run with `make bench`;
@@ -56,7 +58,7 @@ func BenchmarkSend(b *testing.B) {
 	z := subvolCreate(b, fs, "zstd")
 	setCompression(b, z, "zstd")
 	for i := range 4 {
-		writeFile(b, filepath.Join(z, fmt.Sprintf("f%d", i)), patterned(256<<20/scale, uint64(i)))
+		writeFile(b, filepath.Join(z, fmt.Sprintf("f%d", i)), textLines(256<<20/scale, uint64(i)))
 	}
 	snapshotRO(b, fs, "zstd", "snaps/zstd")
 	remountRO(b, fs)
@@ -68,15 +70,17 @@ func BenchmarkSend(b *testing.B) {
 		what          string
 		child, parent string
 		files         int
+		opts          []string
 	}{
-		{"full: 4 big files", "snaps/big", "", 4},
-		{fmt.Sprintf("full: %d small files", nfiles), "snaps/small", "", nfiles},
-		{"full: zstd-compressed files", "snaps/zstd", "", 4},
-		{fmt.Sprintf("incremental: %d files, 10 changed", nfiles), "snaps/small-10", "snaps/small", 10},
-		{fmt.Sprintf("incremental: %d files, 10%% changed", nfiles), "snaps/small-10pct", "snaps/small-10", nfiles / 10},
+		{"full: 4 big files", "snaps/big", "", 4, nil},
+		{fmt.Sprintf("full: %d small files", nfiles), "snaps/small", "", nfiles, nil},
+		{"full: zstd-compressed files", "snaps/zstd", "", 4, nil},
+		{"full: zstd, --compressed-data", "snaps/zstd", "", 4, []string{"--compressed-data"}},
+		{fmt.Sprintf("incremental: %d files, 10 changed", nfiles), "snaps/small-10", "snaps/small", 10, nil},
+		{fmt.Sprintf("incremental: %d files, 10%% changed", nfiles), "snaps/small-10pct", "snaps/small-10", nfiles / 10, nil},
 	} {
-		kargs := []string{"send", "-q"}
-		sargs := []string{"send", "-q"}
+		kargs := append([]string{"send", "-q"}, c.opts...)
+		sargs := append([]string{"send", "-q"}, c.opts...)
 		if c.parent != "" {
 			kargs = append(kargs, "-p", fs.path(c.parent))
 			sargs = append(sargs, "-p", c.parent)
@@ -85,8 +89,12 @@ func BenchmarkSend(b *testing.B) {
 		sargs = append(append(sargs, fs.Images...), c.child)
 		kt, krss := bestRun(b, "btrfs", kargs...)
 		st, srss := bestRun(b, sendfs, sargs...)
-		size, err := sendfsSize(b, fs.Images, c.child, c.parent)
+		size, err := sendfsSize(b, fs.Images, c.child, c.parent, c.opts...)
 		must(b, err)
+		if c.opts != nil {
+			kn := len(kernelSend(b, fs.Mnt, fs.path(c.child), "", c.opts...))
+			fmt.Printf("%-34s stream bytes: kernel %d, sendfs %d\n", "", kn, size)
+		}
 		fmt.Printf("%-34s %10s %10v %10v %6.2fx %8d KiB %8d KiB\n", c.what, byteSize(size),
 			kt.Round(time.Millisecond), st.Round(time.Millisecond), float64(st)/float64(kt), krss, srss)
 		if c.files >= 1000 {

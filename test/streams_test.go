@@ -16,12 +16,13 @@ import (
 	"testing"
 )
 
-// kernelSend runs the kernel's `btrfs send [-p parent] snap` on a mounted
-// filesystem and returns the stream. snap and parent are absolute paths.
-func kernelSend(t testing.TB, mnt, snap, parent string) []byte {
+// kernelSend runs the kernel's `btrfs send [opts] [-p parent] snap` on a
+// mounted filesystem and returns the stream. snap and parent are absolute
+// paths.
+func kernelSend(t testing.TB, mnt, snap, parent string, opts ...string) []byte {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "kernel.stream")
-	args := []string{"send", "-q", "-f", f}
+	args := append([]string{"send", "-q", "-f", f}, opts...)
 	if parent != "" {
 		args = append(args, "-p", parent)
 	}
@@ -36,12 +37,13 @@ func kernelSend(t testing.TB, mnt, snap, parent string) []byte {
 	return b
 }
 
-// sendfsSend runs `sendfs send -q -f FILE [-p PARENT] IMAGE... SUBVOL` and
-// returns the stream; subvol and parent are paths from the top level as
-// `sendfs list` prints them ("snaps/s1"). It fails the test if sendfs fails.
-func sendfsSend(t testing.TB, images []string, subvol, parent string) []byte {
+// sendfsSend runs `sendfs send -q -f FILE [opts] [-p PARENT] IMAGE...
+// SUBVOL` and returns the stream; subvol and parent are paths from the top
+// level as `sendfs list` prints them ("snaps/s1"). It fails the test if
+// sendfs fails.
+func sendfsSend(t testing.TB, images []string, subvol, parent string, opts ...string) []byte {
 	t.Helper()
-	b, err := sendfsSendErr(t, images, subvol, parent)
+	b, err := sendfsSendErr(t, images, subvol, parent, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +51,10 @@ func sendfsSend(t testing.TB, images []string, subvol, parent string) []byte {
 }
 
 // sendfsSendErr is sendfsSend returning the error (with sendfs's stderr).
-func sendfsSendErr(t testing.TB, images []string, subvol, parent string) ([]byte, error) {
+func sendfsSendErr(t testing.TB, images []string, subvol, parent string, opts ...string) ([]byte, error) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "sendfs.stream")
-	args := []string{"send", "-q", "-f", f}
+	args := append([]string{"send", "-q", "-f", f}, opts...)
 	if parent != "" {
 		args = append(args, "-p", parent)
 	}
@@ -64,9 +66,9 @@ func sendfsSendErr(t testing.TB, images []string, subvol, parent string) ([]byte
 }
 
 // sendfsSize runs `sendfs send --size` and returns the length it prints.
-func sendfsSize(t testing.TB, images []string, subvol, parent string) (int64, error) {
+func sendfsSize(t testing.TB, images []string, subvol, parent string, opts ...string) (int64, error) {
 	t.Helper()
-	args := []string{"send", "--size"}
+	args := append([]string{"send", "--size"}, opts...)
 	if parent != "" {
 		args = append(args, "-p", parent)
 	}

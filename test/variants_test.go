@@ -11,19 +11,22 @@ import (
 // multi-device RAID profiles read from several images.
 func TestSendVariants(t *testing.T) {
 	requireRoot(t)
+	compressedData := protocolVariants[1:] // LZO extents, sent as stored
 	variants := []struct {
-		name string
-		opts fsOpts
+		name      string
+		opts      fsOpts
+		protocols []sendVariant // checked too, besides protocol 1
 	}{
-		{"holes-64k-xxhash", fsOpts{MkfsArgs: []string{"-O", "^no-holes", "-n", "64k", "--csum", "xxhash"}}},
-		{"raid1-sha256-compress-force-lzo", fsOpts{Devices: 2, Size: 6 << 30, MkfsArgs: []string{"-d", "raid1", "-m", "raid1", "--csum", "sha256"}, MountOpts: "compress-force=lzo"}},
-		{"raid5-blake2-4k-nodes", fsOpts{Devices: 3, Size: 4 << 30, MkfsArgs: []string{"-d", "raid5", "-m", "raid1c3", "--csum", "blake2", "-n", "4k"}}},
+		{"holes-64k-xxhash", fsOpts{MkfsArgs: []string{"-O", "^no-holes", "-n", "64k", "--csum", "xxhash"}}, nil},
+		{"raid1-sha256-compress-force-lzo", fsOpts{Devices: 2, Size: 6 << 30, MkfsArgs: []string{"-d", "raid1", "-m", "raid1", "--csum", "sha256"}, MountOpts: "compress-force=lzo"}, compressedData},
+		{"raid5-blake2-4k-nodes", fsOpts{Devices: 3, Size: 4 << 30, MkfsArgs: []string{"-d", "raid5", "-m", "raid1c3", "--csum", "blake2", "-n", "4k"}}, nil},
 	}
 	scenarios := selectScenarios(t, variantScenarios())
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			c := buildCorpus(t, v.opts, scenarios)
 			checkCorpus(t, c, scenarios)
+			checkVariants(t, c, scenarios, v.protocols, false)
 		})
 	}
 }

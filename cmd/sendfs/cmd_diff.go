@@ -78,11 +78,11 @@ func runDiff(ctx context.Context, opts DiffOptions, con *console, args []string)
 		return err
 	}
 	defer fsys.Close()
-	stream, err := newSendStream(fsys, args[len(args)-1], SendOptions{Parent: opts.Parent, AllowWritable: opts.AllowWritable})
+	set, err := newSendStreams(fsys, args[len(args)-1:], SendOptions{Parent: opts.Parent, AllowWritable: opts.AllowWritable})
 	if err != nil {
 		return err
 	}
-	changes, err := snapdiff.Compute(ctx, stream)
+	changes, err := snapdiff.Compute(ctx, set.streams[0])
 	if err != nil {
 		return fmt.Errorf("diff failed: %w", err)
 	}

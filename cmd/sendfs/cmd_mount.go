@@ -11,15 +11,19 @@ import (
 	"github.com/spf13/pflag"
 
 	"sendfs/fusefs"
+	"sendfs/sendgen"
 )
 
 // MountOptions are the flags of sendfs mount.
 type MountOptions struct {
 	DeviceOptions
-	CacheDir      string
-	AllowOther    bool
-	Debug         bool
-	AllSubvolumes bool
+	CacheDir       string
+	AllowOther     bool
+	Debug          bool
+	AllSubvolumes  bool
+	Proto          int
+	ProtoSet       bool // --proto was given
+	CompressedData bool
 }
 
 // AddFlags defines the mount flags on f.
@@ -28,6 +32,8 @@ func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
+	f.IntVar(&o.Proto, "proto", 1, "serve streams of protocol version `N`: 1, 2, or 0 for the highest sendfs supports (2)")
+	f.BoolVar(&o.CompressedData, "compressed-data", false, "serve streams with compressed extents as stored, as 'sendfs send --compressed-data' (implies --proto 2)")
 	o.DeviceOptions.AddFlags(f)
 }
 
@@ -76,6 +82,10 @@ whole. Lengths are computed in the background after mounting and kept in
 --cache-dir for the next mount. The list of snapshots is read once, at
 mount time.
 
+Every stream is served in one form, that of 'sendfs send' with the same
+--proto and --compressed-data (protocol 1 by default). Sizes are cached
+per form. Clone sources (send -c) are for the CLI only.
+
 The mount runs in the foreground and logs to stderr. Ctrl-C, SIGTERM or
 'fusermount3 -u MOUNTPOINT' unmount it; if stream files are still open it
 is unmounted lazily and sendfs exits when the last one is closed.
@@ -103,6 +113,7 @@ option with '_' for '-'. With $NOTIFY_SOCKET set (systemd Type=notify) it
 sends READY=1 once the tree answers and STOPPING=1 when it unmounts.`,
 		Flags: flags,
 		Run: func(ctx context.Context, args []string) error {
+			opts.ProtoSet = flags.Changed("proto")
 			return runMount(ctx, opts, stdConsole(), args)
 		},
 	}
@@ -120,7 +131,11 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 			return usageErrorf("DEVICE %s is a directory; MOUNTPOINT must be the last argument", d)
 		}
 	}
-	mountpoint, err := filepath.Abs(mountpoint)
+	proto, err := resolveProtocol(opts.Proto, opts.ProtoSet, opts.CompressedData)
+	if err != nil {
+		return err
+	}
+	mountpoint, err = filepath.Abs(mountpoint)
 	if err != nil {
 		return err
 	}
@@ -147,6 +162,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		AllSubvolumes: opts.AllSubvolumes,
 		CacheDir:      opts.CacheDir,
 		Logger:        log,
+		Stream:        sendgen.Options{Protocol: proto, CompressedData: opts.CompressedData},
 	})
 	if err != nil {
 		return err

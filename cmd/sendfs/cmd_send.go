@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,21 +22,57 @@ import (
 // SendOptions are the flags of sendfs send.
 type SendOptions struct {
 	DeviceOptions
-	File          string
-	Parent        string
-	Size          bool
-	Quiet         bool
-	AllowWritable bool
+	File           string
+	Parent         string
+	CloneSources   []string
+	Proto          int
+	ProtoSet       bool // --proto was given (else 1, or 2 with --compressed-data)
+	CompressedData bool
+	NoData         bool
+	OneStream      bool
+	Size           bool
+	Quiet          bool
+	AllowWritable  bool
 }
 
 // AddFlags defines the send flags on f.
 func (o *SendOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVarP(&o.File, "file", "f", "", "write the stream to `FILE` instead of stdout; FILE appears only once complete")
 	f.StringVarP(&o.Parent, "parent", "p", "", "send incrementally from `PARENT`, a read-only snapshot the receiver already has")
+	f.StringArrayVarP(&o.CloneSources, "clone-src", "c", nil, "let the stream clone data from `SUBVOL`, a read-only snapshot the receiver already has (repeatable; without -p one of them becomes the parent)")
+	f.IntVar(&o.Proto, "proto", 1, "write protocol version `N`: 1, 2, or 0 for the highest sendfs supports (2)")
+	f.BoolVar(&o.CompressedData, "compressed-data", false, "send compressed extents as stored, without decompressing them (implies --proto 2)")
+	f.BoolVar(&o.NoData, "no-data", false, "send no file data, only where it changed: the stream shows the changes but cannot rebuild the files")
+	f.BoolVarP(&o.OneStream, "one-stream", "e", false, "with several SUBVOLs, write them as one stream (one header, one END) instead of one stream each")
 	f.BoolVar(&o.Size, "size", false, "print the exact stream length in bytes and exit, without generating the stream")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "no progress line on stderr")
-	f.BoolVar(&o.AllowWritable, "allow-writable", false, "send a writable subvolume or parent (only safe if the filesystem is not mounted anywhere)")
+	f.BoolVar(&o.AllowWritable, "allow-writable", false, "send a writable subvolume, parent or clone source (only safe if the filesystem is not mounted anywhere)")
 	o.DeviceOptions.AddFlags(f)
+}
+
+// protocol resolves --proto and --compressed-data.
+func (o SendOptions) protocol() (int, error) {
+	return resolveProtocol(o.Proto, o.ProtoSet, o.CompressedData)
+}
+
+// resolveProtocol resolves --proto (proto, if set) and --compressed-data as
+// btrfs send does: 1 by default, 2 with --compressed-data, 0 the highest.
+func resolveProtocol(proto int, set, compressed bool) (int, error) {
+	switch {
+	case !set && compressed:
+		proto = 2
+	case !set:
+		proto = 1
+	case proto == 0:
+		proto = sendgen.MaxProtocol
+	}
+	if proto < 1 || proto > sendgen.MaxProtocol {
+		return 0, usageErrorf("protocol version %d is not supported; use --proto 1, 2 or 0 (the highest, %d)", proto, sendgen.MaxProtocol)
+	}
+	if compressed && proto < 2 {
+		return 0, usageErrorf("--compressed-data needs protocol version 2 or later (requested %d)", proto)
+	}
+	return proto, nil
 }
 
 func newSendCommand() *command {
@@ -42,7 +81,7 @@ func newSendCommand() *command {
 	opts.AddFlags(flags)
 	return &command{
 		Name:    "send",
-		Usage:   "send [-f FILE] [-p PARENT] [--size] [-q] [--allow-writable] [--degraded] [--scan] DEVICE... SUBVOL",
+		Usage:   "send [-f FILE] [-p PARENT] [-c SUBVOL]... [--proto N] [--compressed-data] [--no-data] [-e] [--size] [-q] [--allow-writable] [--degraded] [--scan] DEVICE... SUBVOL...",
 		Summary: "write the send stream of a snapshot, full or incremental",
 		Help: `Write the btrfs send stream of the read-only subvolume SUBVOL, read straight
 from DEVICE (a block device or an image file; give every member of a
@@ -50,8 +89,26 @@ multi-device filesystem), to stdout or to FILE. 'btrfs receive DIR' of the
 stream rebuilds the snapshot, as with the kernel's 'btrfs send'. With
 --parent the stream is incremental: the receiver must already have PARENT.
 
-SUBVOL and PARENT are a path from the top level as 'sendfs list' prints it
-(snaps/daily.1), a subvolume id, or a uuid.
+SUBVOL, PARENT and clone sources are a path from the top level as 'sendfs
+list' prints it (snaps/daily.1), a subvolume id, or a uuid. The first
+argument is a DEVICE, and so is each following one that is an existing
+file or block device, up to the last, which is always a SUBVOL.
+
+The options are those of 'btrfs send' and give the same stream:
+  -c SUBVOL          the receiver also has SUBVOL: data shared with it is
+                     sent as a clone. Without -p, the parent is chosen among
+                     the clone sources as btrfs send does (the snapshot
+                     SUBVOL was taken from, else the clone source taken from
+                     the same subvolume closest in time to it).
+  --proto N          protocol 1 (the default), 2 (bigger writes, holes
+                     punched, inode flags, creation times), or 0 for 2.
+  --compressed-data  compressed extents are sent as stored and written as
+                     such by receive (needs protocol 2, implied).
+  --no-data          no file data: UPDATE_EXTENT says where data changed.
+  several SUBVOLs    one stream after the other, each full, or from -p, or
+                     (with -c and no -p) from a parent chosen among the
+                     clone sources and the SUBVOLs already sent; with -e
+                     they form one stream, which btrfs receive also reads.
 
 The stream is never written to a terminal. With -f the stream goes to a
 temporary file in FILE's directory (mode 0600: it holds every file of the
@@ -72,6 +129,7 @@ Examples:
   sendfs send --size disk.img 259`,
 		Flags: flags,
 		Run: func(ctx context.Context, args []string) error {
+			opts.ProtoSet = flags.Changed("proto")
 			return runSend(ctx, opts, stdConsole(), args)
 		},
 	}
@@ -86,7 +144,7 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if len(args) < 2 {
 		return usageErrorf("need DEVICE... and SUBVOL")
 	}
-	devices, spec := args[:len(args)-1], args[len(args)-1]
+	devices, specs := splitDevices(args)
 	if !opts.Size && opts.File == "" && con.OutIsTerminal {
 		return errTerminal
 	}
@@ -103,12 +161,12 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 		return err
 	}
 	defer fsys.Close()
-	stream, err := newSendStream(fsys, spec, opts)
+	streams, err := newSendStreams(fsys, specs, opts)
 	if err != nil {
 		return err
 	}
 	if opts.Size {
-		n, err := stream.Size(ctx)
+		n, err := streams.Size(ctx)
 		if err != nil {
 			return fmt.Errorf("cannot compute the stream size: %w", err)
 		}
@@ -121,7 +179,7 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	var progress *progressLine
 	var report func(int64)
 	if con.ErrIsTerminal && !opts.Quiet {
-		total, err := stream.Size(ctx)
+		total, err := streams.Size(ctx)
 		if err != nil {
 			return fmt.Errorf("cannot compute the stream size: %w", err)
 		}
@@ -129,7 +187,7 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 		report = progress.Update
 		defer progress.Clear()
 	}
-	write := func(w io.Writer) (int64, error) { return stream.WriteTo(ctx, w, report) }
+	write := func(w io.Writer) (int64, error) { return streams.WriteTo(ctx, w, report) }
 	if opts.File != "" {
 		err = writeFile(ctx, opts.File, write)
 	} else {
@@ -159,39 +217,144 @@ func sendError(ctx context.Context, err error) error {
 	return fmt.Errorf("send failed: %w", err)
 }
 
-// newSendStream resolves SUBVOL (spec) and --parent and checks the pair,
-// with a message for each way a user can get it wrong.
-func newSendStream(fsys *btrfsread.FS, spec string, opts SendOptions) (*sendgen.Stream, error) {
-	child, err := findSubvol(fsys, spec, "subvolume")
+// splitDevices separates the DEVICEs from the SUBVOLs: the first argument
+// is a DEVICE, the last a SUBVOL, and those between are DEVICEs as long as
+// they name existing files or block devices.
+func splitDevices(args []string) (devices, specs []string) {
+	n := 1
+	for n < len(args)-1 {
+		st, err := os.Stat(args[n])
+		if err != nil || !(st.Mode().IsRegular() || st.Mode()&fs.ModeDevice != 0) {
+			break
+		}
+		n++
+	}
+	return args[:n], args[n:]
+}
+
+// newSendStreams resolves the SUBVOLs (specs), --parent and --clone-src and
+// checks them, with a message for each way a user can get it wrong; it
+// picks each SUBVOL's parent and clone sources as btrfs send does.
+func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*streamSet, error) {
+	proto, err := opts.protocol()
 	if err != nil {
 		return nil, err
 	}
-	if child.ID == topLevelID {
-		return nil, errors.New("the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)")
-	}
-	if !child.ReadOnly() && !opts.AllowWritable {
-		return nil, fmt.Errorf("subvolume %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", subvolName(child))
-	}
 	var parent *btrfsread.Subvolume
 	if opts.Parent != "" {
-		if parent, err = findSubvol(fsys, opts.Parent, "parent subvolume"); err != nil {
+		if parent, err = findReadOnly(fsys, opts.Parent, "parent subvolume", opts.AllowWritable,
+			"the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot"); err != nil {
 			return nil, err
 		}
-		if parent.ID == topLevelID {
-			return nil, errors.New("the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot")
+	}
+	var clones []*btrfsread.Subvolume
+	for _, spec := range opts.CloneSources {
+		sv, err := findReadOnly(fsys, spec, "clone source", opts.AllowWritable,
+			"the top level (id 5) cannot be a clone source, as with the kernel's send; give a read-only snapshot")
+		if err != nil {
+			return nil, err
 		}
-		if parent.ID == child.ID {
-			return nil, fmt.Errorf("parent and subvolume are both %s; an incremental send needs an older snapshot as parent", subvolName(child))
-		}
-		if !parent.ReadOnly() && !opts.AllowWritable {
-			return nil, fmt.Errorf("parent subvolume %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", subvolName(parent))
+		clones = append(clones, sv)
+	}
+	var all []*btrfsread.Subvolume
+	if parent == nil && len(clones) > 0 {
+		if all, err = fsys.Subvolumes(); err != nil {
+			return nil, fmt.Errorf("cannot list the subvolumes: %w", err)
 		}
 	}
-	stream, err := sendgen.NewStream(child, parent, sendgen.Options{AllowWritable: opts.AllowWritable})
+	set := &streamSet{oneStream: opts.OneStream}
+	for _, spec := range specs {
+		child, err := findReadOnly(fsys, spec, "subvolume", opts.AllowWritable,
+			"the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)")
+		if err != nil {
+			return nil, err
+		}
+		p := parent
+		if parent == nil && len(clones) > 0 {
+			if p, err = goodParent(all, child, clones); err != nil {
+				return nil, err
+			}
+		}
+		sgOpts := sendgen.Options{
+			Protocol:       proto,
+			CompressedData: opts.CompressedData,
+			NoData:         opts.NoData,
+			CloneSources:   slices.Clone(clones),
+			AllowWritable:  opts.AllowWritable,
+		}
+		stream, err := sendgen.NewStream(child, p, sgOpts)
+		if err != nil {
+			return nil, fmt.Errorf("cannot send %s: %w", subvolName(child), err)
+		}
+		set.streams = append(set.streams, stream)
+		if parent == nil && len(clones) > 0 {
+			// As btrfs send: a SUBVOL sent is a clone source for the next.
+			clones = append(clones, child)
+		}
+	}
+	return set, nil
+}
+
+// findReadOnly resolves spec and refuses the top level (with topLevelErr)
+// and a writable subvolume unless allowed; role names it in errors.
+func findReadOnly(fsys *btrfsread.FS, spec, role string, allowWritable bool, topLevelErr string) (*btrfsread.Subvolume, error) {
+	sv, err := findSubvol(fsys, spec, role)
 	if err != nil {
-		return nil, fmt.Errorf("cannot send %s: %w", subvolName(child), err)
+		return nil, err
 	}
-	return stream, nil
+	if sv.ID == topLevelID {
+		return nil, errors.New(topLevelErr)
+	}
+	if !sv.ReadOnly() && !allowWritable {
+		return nil, fmt.Errorf("%s %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", role, subvolName(sv))
+	}
+	return sv, nil
+}
+
+// goodParent picks child's parent among the clone sources as btrfs-progs'
+// find_good_parent does: the subvolume child was snapshotted from, if it is
+// a clone source; else the clone source snapshotted from that same
+// subvolume whose ctransid is closest to the subvolume's (the first of
+// equals).
+func goodParent(all []*btrfsread.Subvolume, child *btrfsread.Subvolume, clones []*btrfsread.Subvolume) (*btrfsread.Subvolume, error) {
+	byUUID := func(u btrfsread.UUID) *btrfsread.Subvolume {
+		if u.IsZero() {
+			return nil
+		}
+		for _, sv := range all {
+			if sv.Root.UUID == u {
+				return sv
+			}
+		}
+		return nil
+	}
+	origin := byUUID(child.Root.ParentUUID)
+	if origin == nil {
+		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: it is not a snapshot of a subvolume on this filesystem; give one with -p", subvolName(child))
+	}
+	var best *btrfsread.Subvolume
+	bestDiff := uint64(math.MaxUint64)
+	for _, c := range clones {
+		if c.ID == origin.ID {
+			return c, nil
+		}
+	}
+	for _, c := range clones {
+		if o := byUUID(c.Root.ParentUUID); o == nil || o.ID != origin.ID {
+			continue
+		}
+		diff := c.Root.CTransid - origin.Root.CTransid
+		if c.Root.CTransid < origin.Root.CTransid {
+			diff = origin.Root.CTransid - c.Root.CTransid
+		}
+		if diff < bestDiff {
+			best, bestDiff = c, diff
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: none is %s or another snapshot of it; give one with -p", subvolName(child), subvolName(origin))
+	}
+	return best, nil
 }
 
 // findSubvol resolves spec (path, id or uuid); role names it in errors. A

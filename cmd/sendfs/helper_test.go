@@ -17,7 +17,11 @@ func TestHelperArgs(t *testing.T) {
 	flags.VisitAll(func(f *pflag.Flag) {
 		opt, want := strings.ReplaceAll(f.Name, "-", "_"), "--"+f.Name+"=true"
 		if f.Value.Type() != "bool" {
-			opt, want = opt+"=x", "--"+f.Name+"=x"
+			v := "x"
+			if f.Value.Type() == "int" {
+				v = "2"
+			}
+			opt, want = opt+"="+v, "--"+f.Name+"="+v
 		}
 		got, fake, err := helperArgs([]string{"/dev/sdb1", "/mnt", "-o", "ro,nofail,x-systemd.automount," + opt})
 		if err != nil || fake || !slices.Equal(got, []string{want, "/dev/sdb1", "/mnt"}) {
