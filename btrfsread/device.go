@@ -24,8 +24,10 @@ type FS struct {
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.
 	diskBlockReads atomic.Int64
-	// superRereads counts superblock re-reads after a failed block (live image).
-	superRereads atomic.Int64
+	// cacheDrops counts how often a block that failed validation made the
+	// reader drop the devices' cached pages and read again (live devices).
+	cacheDrops atomic.Int64
+	live       *liveState // shared by every view (live.go)
 }
 
 // Device is one member device: anything with ReadAt and a size.
@@ -103,7 +105,15 @@ func Open(paths ...string) (*FS, error) {
 			closeAll()
 			return nil, fmt.Errorf("%s: size: %w", p, err)
 		}
-		devs = append(devs, Device{Name: p, R: f, Size: size})
+		r, err := coherentReader(f)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		if bd, ok := r.(*blockDevice); ok {
+			files = append(files, bd)
+		}
+		devs = append(devs, Device{Name: p, R: r, Size: size})
 	}
 	fs, err := New(devs)
 	if err != nil {
@@ -132,7 +142,7 @@ func New(devs []Device) (*FS, error) {
 		members[i] = &member{Device: d, sb: sb}
 	}
 	sort.SliceStable(members, func(i, j int) bool { return members[i].sb.dev.devid < members[j].sb.dev.devid })
-	fs := &FS{members: members, sb: members[0].sb}
+	fs := &FS{members: members, sb: members[0].sb, live: &liveState{}}
 	for i, m := range members {
 		if m.sb.fsid != members[0].sb.fsid {
 			return nil, fmt.Errorf("%s and %s belong to different filesystems (fsid %s, %s)",
@@ -160,6 +170,7 @@ func New(devs []Device) (*FS, error) {
 		return nil, sentinelf(ErrMissingDevice, "filesystem %s has %d devices but only %d were given; pass all member devices",
 			uuidString(fs.sb.fsid), fs.sb.numDevices, len(members))
 	}
+	fs.live.latest.Store(fs)
 	return fs, nil
 }
 

@@ -254,7 +254,7 @@ func readSuperblock(dev Device) (*superblock, error) {
 		if off+superSize > dev.Size {
 			break
 		}
-		if _, err := dev.R.ReadAt(buf, off); err != nil {
+		if _, err := readFresh(dev, buf, off); err != nil {
 			return nil, fmt.Errorf("%s: reading superblock at %d: %w", dev.Name, off, err)
 		}
 		sb, err := parseSuperblock(buf, uint64(off))

@@ -9,10 +9,10 @@ import (
 	"sendfs/btrfsread"
 )
 
-// formatVersion is part of every CacheKey. Bump it whenever the bytes the
-// engine or the encoder produce for the same input change, so that cached
-// sizes and plans from older builds are not trusted.
-const formatVersion = 1
+// OutputVersion is part of every CacheKey. Bump it whenever the bytes the
+// engine or the encoder produce for the same input could change, so that
+// sizes cached by older builds are not trusted.
+const OutputVersion = 2
 
 // Options select what the stream contains. The zero value is the kernel's
 // default: protocol 1.
@@ -35,7 +35,12 @@ func (o Options) protocol() int {
 // Stream is one send stream: child, incremental from parent when parent is
 // not nil. It is safe for concurrent use.
 type Stream struct {
+	// pairMu guards child and parent, which a refresh moves to a newer
+	// view of a live filesystem (refresh.go). Their names stay those of
+	// the first view: they are part of the bytes.
+	pairMu        sync.Mutex
 	child, parent *btrfsread.Subvolume
+	key           string // CacheKey, fixed when the stream is described
 	enc           encoder
 	// gen runs the engine into out; tests replace it with a synthetic
 	// command sequence.
@@ -61,6 +66,13 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 	if !child.ReadOnly() && !opts.AllowWritable {
 		return nil, fmt.Errorf("sendgen: subvolume %s is not read-only (send a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(child))
 	}
+	if parent != nil && parent.FS() != child.FS() && parent.FS().SameFilesystem(child.FS()) {
+		// Two views of one live filesystem: read both at the newest.
+		var err error
+		if child, parent, err = atView(child, parent, child.FS().Latest()); err != nil {
+			return nil, err
+		}
+	}
 	if parent != nil {
 		switch {
 		case parent == child || parent.FS() == child.FS() && parent.ID == child.ID:
@@ -72,7 +84,9 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 		}
 	}
 	s := &Stream{child: child, parent: parent, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
+	s.key = cacheKey(child, parent, opts)
 	s.gen = func(ctx context.Context, out emitter) error {
+		child, parent := s.pair()
 		return run(ctx, child, parent, opts, out)
 	}
 	return s, nil
@@ -94,8 +108,12 @@ func (s *Stream) Size(ctx context.Context) (int64, error) {
 	if s.size >= 0 {
 		return s.size, nil
 	}
-	c := counter{enc: s.enc, n: int64(streamHeaderLen)}
-	if err := s.runChecked(ctx, &c); err != nil {
+	var c counter
+	err := s.withRefresh(func() error {
+		c = counter{enc: s.enc, n: int64(streamHeaderLen)}
+		return s.runChecked(ctx, &c)
+	})
+	if err != nil {
 		return 0, err
 	}
 	s.size = c.n
@@ -138,19 +156,33 @@ func (s *Stream) runChecked(ctx context.Context, out emitter) error {
 }
 
 // CacheKey identifies the stream's bytes: the same key always means the same
-// bytes (uuids, generations, options).
-func (s *Stream) CacheKey() string {
-	parent := "full"
-	if s.parent != nil {
-		parent = subvolKey(s.parent)
+// bytes. It is fixed when the stream is described.
+func (s *Stream) CacheKey() string { return s.key }
+
+// cacheKey is built from everything that shapes the bytes: the output
+// version of this build, both subvolumes as the stream names them, and the
+// options. An option that changes the bytes must be added to Options.key.
+func cacheKey(child, parent *btrfsread.Subvolume, opts Options) string {
+	p := "full"
+	if parent != nil {
+		p = subvolKey(parent)
 	}
-	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s proto=%d", formatVersion, subvolKey(s.child), parent, s.enc.proto)
+	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s %s", OutputVersion, subvolKey(child), p, opts.key())
 }
 
-// subvolKey names a subvolume's exact state: a read-only snapshot keeps its
-// generation and ctransid; a writable one changes them when written.
+// key lists the options that change the stream's bytes (AllowWritable
+// does not: it only accepts more subvolumes).
+func (o Options) key() string {
+	return fmt.Sprintf("proto=%d", o.protocol())
+}
+
+// subvolKey names a subvolume's exact state: its name as SUBVOL and
+// SNAPSHOT carry it (a rename changes it), the identities a receiver sees,
+// and the transids (a read-only snapshot keeps them; a writable one changes
+// them when written).
 func subvolKey(sv *btrfsread.Subvolume) string {
-	return fmt.Sprintf("%x:%d:%d", sv.Root.UUID, sv.Root.Generation, sv.Root.CTransid)
+	r := &sv.Root
+	return fmt.Sprintf("%q:%x:%x:%d:%d:%d", sv.Name, r.UUID, r.ReceivedUUID, r.Generation, r.CTransid, r.STransid)
 }
 
 // checker sits between the engine and a sink: it enforces the stream's
