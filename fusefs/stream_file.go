@@ -21,7 +21,10 @@ type streamFile struct {
 	ino   uint64
 	label string // path in the mount, for log lines
 	pair  pair
-	size  int64
+	key   string // the stream's cache key, under which size was found
+	// size is st_size. It only changes when reading finds that the bytes
+	// disagree with it (a stale cached size, sizeMismatch).
+	size atomic.Int64
 
 	mu sync.Mutex
 	// active serves the open handles, which share its command index; it
@@ -43,7 +46,10 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 	f := &streamFile{r: r, ino: p.ino(), label: p.label(), pair: p}
 	s, err := r.openPair(p)
 	if err == nil {
-		f.size, err = r.sizes.size(ctx, s)
+		f.key = s.CacheKey()
+		var n int64
+		n, err = r.sizes.size(ctx, s)
+		f.size.Store(n)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -61,7 +67,7 @@ func (f *streamFile) fillAttr(out *fuse.Attr) {
 	out.Ino = f.ino
 	out.Mode = fuse.S_IFREG | 0o400
 	out.Nlink = 1
-	out.Size = uint64(f.size)
+	out.Size = uint64(f.size.Load())
 	// go-fuse leaves Blocks at 0 once Blksize is set, and cp then takes
 	// the file for sparse.
 	out.Blksize = streamBlockSize
