@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"hash/fnv"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"sendfs/btrfsread"
 )
 
 // streamFile is one send stream: full.stream or from/<parent>.stream. Its
@@ -51,17 +55,26 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 		n, err = r.sizes.size(ctx, s)
 		f.size.Store(n)
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, syscall.EINTR
-		}
-		r.log.Error("stream size failed", "stream", f.label, "err", err)
-		return nil, syscall.EIO
+	switch {
+	case err == nil:
+		return f, 0
+	case ctx.Err() != nil:
+		return nil, syscall.EINTR
+	case errors.Is(err, errGone) || errors.Is(err, btrfsread.ErrDeleted):
+		return nil, syscall.ENOENT
 	}
-	return f, 0
+	r.log.Error("stream size failed", "stream", f.label, "err", err)
+	return nil, syscall.EIO
 }
 
-func (f *streamFile) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino} }
+// stable gives the stream's node a generation from its cache key: a stream
+// whose bytes change (a renamed snapshot) is a new kernel inode under the
+// same inode number, so no page cached for the old bytes is served.
+func (f *streamFile) stable() fs.StableAttr {
+	h := fnv.New64a()
+	h.Write([]byte(f.key))
+	return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino, Gen: h.Sum64()}
+}
 
 func (f *streamFile) fillAttr(out *fuse.Attr) {
 	out.Ino = f.ino
@@ -119,6 +132,9 @@ func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 		return nil, 0, syscall.EROFS
 	}
 	s, err := f.acquire()
+	if errors.Is(err, errGone) {
+		return nil, 0, syscall.ENOENT
+	}
 	if err != nil {
 		f.logFailure("stream open failed", err)
 		return nil, 0, syscall.EIO

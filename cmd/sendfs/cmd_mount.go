@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -19,6 +20,7 @@ type MountOptions struct {
 	AllowOther    bool
 	Debug         bool
 	AllSubvolumes bool
+	Refresh       time.Duration
 }
 
 // AddFlags defines the mount flags on f.
@@ -27,6 +29,7 @@ func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
+	f.DurationVar(&o.Refresh, "refresh", 2*time.Second, "look for new, renamed and deleted snapshots this often (`DURATION`, e.g. 2s, 1m; 0 = never)")
 }
 
 // defaultCacheDir is $XDG_CACHE_HOME/sendfs, else ~/.cache/sendfs ("" when
@@ -100,6 +103,9 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if len(args) < 2 {
 		return usageErrorf("need DEVICE... and MOUNTPOINT")
 	}
+	if opts.Refresh < 0 {
+		return usageErrorf("--refresh %s: give a duration of 0 (never) or more", opts.Refresh)
+	}
 	devices, mountpoint := args[:len(args)-1], args[len(args)-1]
 	mountpoint, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -124,6 +130,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		AllSubvolumes: opts.AllSubvolumes,
 		CacheDir:      opts.CacheDir,
 		Logger:        log,
+		Refresh:       opts.Refresh,
 	})
 	if err != nil {
 		return err
@@ -141,6 +148,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	log.Info("serving send streams", "mountpoint", mountpoint, "snapshots", root.Snapshots(),
 		"stop", "Ctrl-C or fusermount3 -u "+mountpoint)
 	go root.Warm(max(1, runtime.NumCPU()/2))
+	go root.Follow()
 
 	unmounted := make(chan struct{})
 	go func() {
