@@ -222,7 +222,7 @@ func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 // hold pages read before the kernel rewrote them.
 func (fs *FS) loadBlock(logical uint64, want blockWant) (*node, error) {
 	n, err := fs.loadBlockCopies(logical, want)
-	if Stale(err) && fs.Latest() == fs && fs.dropCaches() {
+	if Stale(err) && fs.newest() && fs.dropCaches() {
 		n, err = fs.loadBlockCopies(logical, want)
 	}
 	return n, err

@@ -84,7 +84,7 @@ func (e *DataError) Unwrap() error { return e.Err }
 // older view's failure is rather a moved block (live.go).
 func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) error {
 	err := fs.readDataCopies(ctx, logical, p, linear)
-	if errors.Is(err, ErrDataChecksum) && fs.Latest() == fs && fs.dropCaches() {
+	if errors.Is(err, ErrDataChecksum) && fs.newest() && fs.dropCaches() {
 		err = fs.readDataCopies(ctx, logical, p, linear)
 	}
 	return err

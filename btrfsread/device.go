@@ -24,10 +24,7 @@ type FS struct {
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.
 	diskBlockReads atomic.Int64
-	// cacheDrops counts how often a block that failed validation made the
-	// reader drop the devices' cached pages and read again (live devices).
-	cacheDrops atomic.Int64
-	live       *liveState // shared by every view (live.go)
+	live           *liveState // shared by every view (live.go)
 }
 
 // Device is one member device: anything with ReadAt and a size.
@@ -163,7 +160,7 @@ func New(devs []Device) (*FS, error) {
 	}
 	fs.csum = fs.sb.csum
 	fs.blocks = newBlockCache(defaultCacheBytes)
-	if err := fs.loadChunks(); err != nil {
+	if err := fs.loadChunksLive(); err != nil {
 		return nil, err
 	}
 	if uint64(len(members)) < fs.sb.numDevices {

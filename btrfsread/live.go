@@ -51,36 +51,71 @@ func (fs *FS) Refresh() (*FS, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cur := l.latest.Load()
-	members := make([]*member, len(cur.members))
-	best := cur.sb
-	for i, m := range cur.members {
+	members, best, err := cur.rereadSuperblocks()
+	if err != nil {
+		return nil, err
+	}
+	if best.generation <= cur.sb.generation {
+		return cur, nil
+	}
+	nv := &FS{sb: best, csum: cur.csum, members: members, blocks: cur.blocks, live: l}
+	if err := nv.loadChunksLive(); err != nil {
+		return nil, fmt.Errorf("reading the chunk tree of generation %d: %w", nv.sb.generation, err)
+	}
+	l.latest.Store(nv)
+	return nv, nil
+}
+
+// rereadSuperblocks reads the superblocks of fs's members again and returns
+// the members with them and the newest one.
+func (fs *FS) rereadSuperblocks() ([]*member, *superblock, error) {
+	members := make([]*member, len(fs.members))
+	best := fs.sb
+	for i, m := range fs.members {
 		sb, err := readSuperblock(m.Device)
 		if err != nil {
-			return nil, fmt.Errorf("re-reading the superblock: %w", err)
+			return nil, nil, fmt.Errorf("re-reading the superblock: %w", err)
 		}
-		if sb.fsid != cur.sb.fsid || sb.dev.devid != m.sb.dev.devid {
-			return nil, fmt.Errorf("%s no longer holds member devid %d of filesystem %s", m.Name, m.sb.dev.devid, uuidString(cur.sb.fsid))
+		if sb.fsid != fs.sb.fsid || sb.dev.devid != m.sb.dev.devid {
+			return nil, nil, fmt.Errorf("%s no longer holds member devid %d of filesystem %s", m.Name, m.sb.dev.devid, uuidString(fs.sb.fsid))
 		}
 		members[i] = &member{Device: m.Device, sb: sb}
 		if sb.generation > best.generation {
 			best = sb
 		}
 	}
-	if best.generation <= cur.sb.generation {
-		return cur, nil
+	if best == fs.sb {
+		return fs.members, best, nil
 	}
 	if err := best.checkFeatures(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if best.csumType != cur.sb.csumType || best.nodeSize != cur.sb.nodeSize || best.metadataUUID != cur.sb.metadataUUID {
-		return nil, fmt.Errorf("filesystem %s was reformatted or converted while it was read", uuidString(cur.sb.fsid))
+	if best.csumType != fs.sb.csumType || best.nodeSize != fs.sb.nodeSize || best.metadataUUID != fs.sb.metadataUUID {
+		return nil, nil, fmt.Errorf("filesystem %s was reformatted or converted while it was read", uuidString(fs.sb.fsid))
 	}
-	nv := &FS{sb: best, csum: cur.csum, members: members, blocks: cur.blocks, live: l}
-	if err := nv.loadChunks(); err != nil {
-		return nil, fmt.Errorf("reading the chunk tree of generation %d: %w", best.generation, err)
+	return members, best, nil
+}
+
+// loadChunksLive is loadChunks for a filesystem that may be committing
+// while it is opened: when the chunk tree read fails validation, the
+// superblocks are read again and, if there is a newer commit, its chunk
+// tree is read instead.
+func (fs *FS) loadChunksLive() error {
+	for range maxRefreshes {
+		err := fs.loadChunks()
+		if !Stale(err) {
+			return err
+		}
+		members, best, rerr := fs.rereadSuperblocks()
+		if rerr != nil {
+			return fmt.Errorf("%w (and then %w)", err, rerr)
+		}
+		if best.generation <= fs.sb.generation {
+			return err
+		}
+		fs.members, fs.sb = members, best
 	}
-	l.latest.Store(nv)
-	return nv, nil
+	return fmt.Errorf("the filesystem committed %d times while it was opened; try again when it is quieter", maxRefreshes)
 }
 
 // Stale reports whether err is what reading a view whose blocks were
@@ -97,9 +132,10 @@ func Stale(err error) bool {
 var errMoved = errors.New("the filesystem committed while data without a checksum was read")
 
 // Retry runs fn on fs and returns its result, unless fn fails with an error
-// that a newer commit can explain (Stale): then the superblocks are read
-// again and, when a newer commit exists, fn runs again on its view. The
-// error of a view that is still the newest is returned as it is.
+// that a newer commit can explain (Stale): then fn runs again on the view of
+// a newer commit (a newer view already loaded, else the superblocks are read
+// again). The error of a view that is still the newest on disk is returned
+// as it is: only that is corruption.
 func (fs *FS) Retry(fn func(*FS) error) error {
 	v := fs
 	for range maxRefreshes {
@@ -107,11 +143,17 @@ func (fs *FS) Retry(fn func(*FS) error) error {
 		if err == nil || !Stale(err) {
 			return err
 		}
-		nv, rerr := v.Refresh()
-		if rerr != nil {
-			return fmt.Errorf("%w (and then %w)", err, rerr)
+		// A newer view loaded already (another reader refreshed) is
+		// tried first; only when v is the newest are the superblocks
+		// read again.
+		nv := v.Latest()
+		if nv.sb.generation <= v.sb.generation {
+			var rerr error
+			if nv, rerr = v.Refresh(); rerr != nil {
+				return fmt.Errorf("%w (and then %w)", err, rerr)
+			}
 		}
-		if nv == v || nv.sb.generation <= v.sb.generation {
+		if nv.sb.generation <= v.sb.generation {
 			return err
 		}
 		v = nv
@@ -146,6 +188,14 @@ func (fs *FS) checkCurrent() error {
 	return nil
 }
 
+// newest reports whether no newer view than fs has been loaded: a block
+// that fails validation in it is rather a stale cached page than a moved
+// block.
+func (fs *FS) newest() bool {
+	l := fs.live.latest.Load()
+	return l == nil || fs.sb.generation >= l.sb.generation
+}
+
 // dropCaches drops the cached pages of every member that is a block device
 // and reports whether there was one (else a re-read would change nothing).
 func (fs *FS) dropCaches() bool {
@@ -155,9 +205,6 @@ func (fs *FS) dropCaches() bool {
 			bd.dropCache()
 			dropped = true
 		}
-	}
-	if dropped {
-		fs.cacheDrops.Add(1)
 	}
 	return dropped
 }

@@ -2,9 +2,13 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -119,4 +123,103 @@ func inodeOf(t testing.TB, p string) uint64 {
 	st, err := os.Stat(p)
 	must(t, err)
 	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestBalanceWhileReading: a stream read slowly through the mount while a
+// full balance (again and again), snapshot deletions and new writes run is
+// byte-identical to the stream before them; so is every `sendfs send` of
+// the device run during a balance. Both read the loop block device of the
+// filesystem the kernel has mounted read-write.
+func TestBalanceWhileReading(t *testing.T) {
+	requireFUSE(t)
+	bfs := newFS(t, fsOpts{Size: 1 << 30, MountOpts: "compress=zstd"})
+	sv := subvolCreate(t, bfs, "sv")
+	for i := range 6 {
+		writeFile(t, filepath.Join(sv, fmt.Sprintf("random%d", i)), random(12<<20, uint64(i)))
+		writeFile(t, filepath.Join(sv, fmt.Sprintf("text%d", i)), patterned(12<<20, uint64(i)))
+	}
+	nfiles(t, sv, "small-", 2000)
+	snapshotRO(t, bfs, "sv", "snaps/s1")
+	for i := range 3 {
+		writeFile(t, filepath.Join(sv, fmt.Sprintf("random%d", i)), random(12<<20, uint64(100+i)))
+		snapshotRO(t, bfs, "sv", fmt.Sprintf("snaps/old%d", i))
+	}
+	syncFS(t, bfs)
+	want := sendfsSend(t, bfs.Loops, "snaps/s1", "")
+	m := startMount(t, bfs.Loops, "--cache-dir", "")
+	f, err := os.Open(m.streamPath("snaps/s1", ""))
+	must(t, err)
+	defer f.Close()
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 1<<20)
+	readSome := func(n int) {
+		for range n {
+			k, err := f.Read(buf)
+			got = append(got, buf[:k]...)
+			if err != nil {
+				return
+			}
+		}
+	}
+	readSome(3) // past the first MiB: the stream's index is built now
+
+	stop := make(chan struct{})
+	churnDone := make(chan error, 1)
+	var balances atomic.Int32
+	go func() {
+		churnDone <- func() error {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if i < 3 {
+					if _, err := runErr("btrfs", "subvolume", "delete", bfs.path(fmt.Sprintf("snaps/old%d", i))); err != nil {
+						return err
+					}
+				}
+				if err := os.WriteFile(filepath.Join(sv, fmt.Sprintf("new%d", i%4)), random(8<<20, uint64(1000+i)), 0o644); err != nil {
+					return err
+				}
+				if _, err := runErr("btrfs", "balance", "start", "--full-balance", bfs.Mnt); err != nil {
+					return err
+				}
+				balances.Add(1)
+			}
+		}()
+	}()
+	stopChurn := sync.OnceValue(func() error {
+		close(stop)
+		return <-churnDone
+	})
+	t.Cleanup(func() { stopChurn() })
+
+	// Slowly: a backup host pulling the stream while the balances run.
+	// Half of it during the first two balances, the rest after more: by
+	// then the blocks the stream's index was made from have moved and
+	// their old places hold other data.
+	for len(got) < len(want)/2 && balances.Load() < 2 {
+		readSome(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	var sends [][]byte
+	for len(sends) < 3 || balances.Load() < 4 {
+		sends = append(sends, sendfsSend(t, bfs.Loops, "snaps/s1", ""))
+	}
+	readSome(len(want))
+	if err := stopChurn(); err != nil {
+		t.Fatalf("balance, deletions and writes: %v", err)
+	}
+	t.Logf("%d full balances while reading %d bytes through the mount and sending 3 times", balances.Load(), len(got))
+	if balances.Load() == 0 {
+		t.Fatal("no balance completed while the stream was read")
+	}
+	sameBytes(t, "stream read through the mount during balances", want, got)
+	for i, s := range sends {
+		sameBytes(t, fmt.Sprintf("sendfs send %d during balances", i), want, s)
+	}
+	if strings.Contains(m.stderr.String(), "level=ERROR") {
+		t.Errorf("the mount logged errors:\n%s", m.stderr)
+	}
 }
