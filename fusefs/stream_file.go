@@ -104,8 +104,12 @@ func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 // pages are still cached (a file manager sniffing types again) costs
 // nothing.
 type streamHandle struct {
-	f    *streamFile
-	s    pairStream
+	f *streamFile
+	s pairStream
+	// size is st_size as of the open: the reader decides how much to read
+	// from it, so once the stream turns out to have another length every
+	// further read of this open fails.
+	size int64
 	once sync.Once
 	r    io.ReaderAt
 	err  error
@@ -139,7 +143,7 @@ func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 		f.logFailure("stream open failed", err)
 		return nil, 0, syscall.EIO
 	}
-	return &streamHandle{f: f, s: s}, fuse.FOPEN_KEEP_CACHE, 0
+	return &streamHandle{f: f, s: s, size: f.size.Load()}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // acquire returns the stream the open handles share, describing it for

@@ -19,7 +19,11 @@ func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, of
 	if !ok {
 		return nil, syscall.EBADF
 	}
-	size := f.size.Load()
+	size := h.size
+	if size != f.size.Load() {
+		f.logFailure("stream read failed", errSizeChanged, "offset", off, "length", len(dest))
+		return nil, syscall.EIO
+	}
 	if off >= size || off < 0 {
 		return fuse.ReadResultData(nil), 0
 	}
@@ -118,13 +122,22 @@ func (h *streamHandle) readPrefix(p []byte, off, size int64) (res fuse.ReadResul
 	return nil, true, err
 }
 
+// errSizeChanged fails the reads of an open made before the stream's size
+// was found wrong: what it read so far may end at the wrong place.
+var errSizeChanged = errors.New("the stream's size changed since this file was opened; open it again")
+
 // sizeMismatch handles a stream whose bytes disagree with the st_size it was
 // given (a size cached under a key that did not cover everything that shapes
 // the bytes): the read fails, the cached size is replaced by the true one,
 // and st_size becomes true for the next stat and lookup.
 func (f *streamFile) sizeMismatch(actual, size int64) error {
 	f.r.sizes.replace(f.key, actual)
-	f.size.CompareAndSwap(size, actual)
+	if f.size.CompareAndSwap(size, actual) {
+		// The kernel caches attributes (an hour without --refresh):
+		// have it ask again. Not from within this READ, whose page the
+		// invalidation would wait for.
+		go f.NotifyContent(0, 0)
+	}
 	return fmt.Errorf("the stream is %d bytes long, not the %d bytes its size said (a stale cached size, now replaced)", actual, size)
 }
 

@@ -1,6 +1,8 @@
 package test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sendfs/btrfsread"
+	"sendfs/sendgen"
 )
 
 // followWithin is how soon a change on disk must show in a mount that
@@ -222,4 +227,99 @@ func TestBalanceWhileReading(t *testing.T) {
 	if strings.Contains(m.stderr.String(), "level=ERROR") {
 		t.Errorf("the mount logged errors:\n%s", m.stderr)
 	}
+}
+
+// TestSizeCacheAcrossRenames: sizes kept in --cache-dir are keyed by
+// everything that shapes a stream, so a snapshot renamed between two mounts
+// sharing the cache is served with its true size and bytes. An entry under
+// the right key but with a wrong size (what a key that missed something
+// would give) is caught by the first read that reaches the end: EIO, then
+// the true size. An entry written by a build with another output version
+// is never looked at.
+func TestSizeCacheAcrossRenames(t *testing.T) {
+	requireFUSE(t)
+	bfs := newFS(t, fsOpts{Size: 1 << 30})
+	sv := subvolCreate(t, bfs, "sv")
+	baseTree(t, sv)
+	snapshotRO(t, bfs, "sv", "snaps/s1")
+	syncFS(t, bfs)
+	cache := t.TempDir()
+
+	m := startMount(t, bfs.Images, "--cache-dir", cache, "--refresh", "0")
+	old := checkServed(t, m, bfs.Images, "snaps/s1", "")
+	stopMount(t, m)
+
+	mustRename(t, bfs.path("snaps/s1"), bfs.path("snaps/daily.10-renamed"))
+	syncFS(t, bfs)
+	m = startMount(t, bfs.Images, "--cache-dir", cache, "--refresh", "0")
+	renamed := checkServed(t, m, bfs.Images, "snaps/daily.10-renamed", "")
+	if len(renamed) == len(old) {
+		t.Fatalf("the rename did not change the stream's length (%d): the test shows nothing", len(old))
+	}
+	stopMount(t, m)
+
+	// A wrong size under the stream's own key, and one under the key of
+	// another output version.
+	key := streamKey(t, bfs.Images, "snaps/daily.10-renamed")
+	otherBuild := strings.Replace(key, fmt.Sprintf("sendfs-stream/%d ", sendgen.OutputVersion), fmt.Sprintf("sendfs-stream/%d ", sendgen.OutputVersion-1), 1)
+	if otherBuild == key {
+		t.Fatalf("key %q does not start with the output version", key)
+	}
+	other := t.TempDir()
+	writeSizeEntry(t, other, otherBuild, int64(len(renamed))-100)
+	m = startMount(t, bfs.Images, "--cache-dir", other, "--refresh", "0")
+	checkServed(t, m, bfs.Images, "snaps/daily.10-renamed", "")
+	stopMount(t, m)
+
+	forged := t.TempDir()
+	writeSizeEntry(t, forged, key, int64(len(renamed))-100)
+	m = startMount(t, bfs.Images, "--cache-dir", forged, "--refresh", "0")
+	p := m.streamPath("snaps/daily.10-renamed", "")
+	st, err := os.Stat(p)
+	must(t, err)
+	if st.Size() != int64(len(renamed))-100 {
+		t.Fatalf("st_size %d: the forged entry was not used, the test shows nothing", st.Size())
+	}
+	if b, err := os.ReadFile(p); err == nil || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("reading a stream longer than its st_size: %d bytes, %v; want EIO\n%s", len(b), err, m.stderr)
+	}
+	if m.waitLog(t, "not the", 5*time.Second) == "" {
+		t.Errorf("no log line about the size:\n%s", m.stderr)
+	}
+	waitFor(t, "true size after the failed read", func() bool {
+		st, err := os.Stat(p)
+		return err == nil && st.Size() == int64(len(renamed))
+	})
+	checkServed(t, m, bfs.Images, "snaps/daily.10-renamed", "")
+}
+
+// stopMount unmounts a sendfs mount and waits for it to exit cleanly.
+func stopMount(t testing.TB, m *sendfsMount) {
+	t.Helper()
+	run(t, "fusermount3", "-u", m.dir)
+	if err := m.waitExit(t, 10*time.Second); err != nil {
+		t.Fatalf("sendfs mount: %v\n%s", err, m.stderr)
+	}
+}
+
+// streamKey is the cache key of subvol's full stream.
+func streamKey(t testing.TB, devs []string, subvol string) string {
+	t.Helper()
+	fsys, err := btrfsread.Open(devs...)
+	must(t, err)
+	defer fsys.Close()
+	sv, err := fsys.FindSubvolume(subvol)
+	must(t, err)
+	s, err := sendgen.NewStream(sv, nil, sendgen.Options{})
+	must(t, err)
+	return s.CacheKey()
+}
+
+// writeSizeEntry writes a size cache entry as sendfs mount does (the file
+// format is part of what the test pins down).
+func writeSizeEntry(t testing.TB, dir, key string, size int64) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(key))
+	name := filepath.Join(dir, hex.EncodeToString(sum[:16]))
+	must(t, os.WriteFile(name, fmt.Appendf(nil, "sendfs stream size v1\n%s\n%d\n", key, size), 0o600))
 }
