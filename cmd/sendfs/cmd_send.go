@@ -196,7 +196,12 @@ func newSendStream(fsys *btrfsread.FS, spec string, opts SendOptions) (*sendgen.
 
 // findSubvol resolves spec (path, id or uuid); role names it in errors.
 func findSubvol(fsys *btrfsread.FS, spec, role string) (*btrfsread.Subvolume, error) {
-	sv, err := fsys.FindSubvolume(spec)
+	var sv *btrfsread.Subvolume
+	err := fsys.Latest().Retry(func(v *btrfsread.FS) error { // a live filesystem may commit meanwhile
+		var err error
+		sv, err = v.FindSubvolume(spec)
+		return err
+	})
 	if errors.Is(err, btrfsread.ErrNotFound) {
 		return nil, fmt.Errorf("no %s %q on this filesystem; give its path as 'sendfs list' prints it, its id or its uuid", role, spec)
 	}
