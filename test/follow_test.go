@@ -52,6 +52,18 @@ func checkServed(t testing.TB, m *sendfsMount, devs []string, child, parent stri
 	return got
 }
 
+// liveFS makes a filesystem, mounted read-write, with a subvolume sv (its
+// path is returned) and a read-only snapshot of it, snaps/s1, committed.
+func liveFS(t *testing.T) (*btrfsFS, string) {
+	requireFUSE(t)
+	bfs := newFS(t, fsOpts{Size: 1 << 30})
+	sv := subvolCreate(t, bfs, "sv")
+	baseTree(t, sv)
+	snapshotRO(t, bfs, "sv", "snaps/s1")
+	syncFS(t, bfs)
+	return bfs, sv
+}
+
 func gone(p string) bool {
 	_, err := os.Lstat(p)
 	return errors.Is(err, fs.ErrNotExist)
@@ -63,12 +75,7 @@ func gone(p string) bool {
 // to their new name with the new name's size and bytes, deleted ones
 // vanish, each within followWithin of the commit.
 func TestFollowLiveDevice(t *testing.T) {
-	requireFUSE(t)
-	bfs := newFS(t, fsOpts{Size: 2 << 30})
-	sv := subvolCreate(t, bfs, "sv")
-	baseTree(t, sv)
-	snapshotRO(t, bfs, "sv", "snaps/s1")
-	syncFS(t, bfs)
+	bfs, sv := liveFS(t)
 	m := startMount(t, bfs.Loops, "--cache-dir", t.TempDir())
 	checkServed(t, m, bfs.Loops, "snaps/s1", "")
 	s1ino := inodeOf(t, m.path("snapshots", escapeSubvol("snaps/s1")))
@@ -237,12 +244,7 @@ func TestBalanceWhileReading(t *testing.T) {
 // the true size. An entry written by a build with another output version
 // is never looked at.
 func TestSizeCacheAcrossRenames(t *testing.T) {
-	requireFUSE(t)
-	bfs := newFS(t, fsOpts{Size: 1 << 30})
-	sv := subvolCreate(t, bfs, "sv")
-	baseTree(t, sv)
-	snapshotRO(t, bfs, "sv", "snaps/s1")
-	syncFS(t, bfs)
+	bfs, _ := liveFS(t)
 	cache := t.TempDir()
 
 	m := startMount(t, bfs.Images, "--cache-dir", cache, "--refresh", "0")

@@ -17,18 +17,15 @@ import (
 // full sends of the same idle filesystem from its image file (warm in the
 // page cache), from its loop block device read the way sendfs did before
 // (buffered reads only, which can be stale while the kernel has the device
-// mounted), and from the same device as sendfs reads it now (superblock,
-// large and unchecksummed reads with O_DIRECT; cached pages dropped when a
-// block fails validation). Each device run starts with the device's page
-// cache dropped (blockdev --flushbufs): like with like. Best of three, in
+// mounted), and from the same device as sendfs reads it now (O_DIRECT
+// only, small reads through its own 1 MiB windows). Each device run starts
+// with the device's page cache dropped (blockdev --flushbufs): like with
+// like. Best of three, in
 // process, to io.Discard. SENDFS_BENCH_SMALL=1 makes the data ten times
 // smaller.
 func BenchmarkLiveDevice(b *testing.B) {
 	requireRoot(b)
-	scale := 1
-	if os.Getenv("SENDFS_BENCH_SMALL") != "" {
-		scale = 10
-	}
+	scale := benchScale()
 	fs := newFS(b, fsOpts{Size: 8 << 30})
 	big := subvolCreate(b, fs, "big")
 	for i := range 4 {
@@ -36,14 +33,7 @@ func BenchmarkLiveDevice(b *testing.B) {
 	}
 	snapshotRO(b, fs, "big", "snaps/big")
 	nfiles := 30000 / scale
-	small := subvolCreate(b, fs, "small")
-	for i := range nfiles {
-		dir := filepath.Join(small, fmt.Sprintf("d%03d", i/1000))
-		if i%1000 == 0 {
-			mustMkdir(b, dir)
-		}
-		writeFile(b, filepath.Join(dir, fmt.Sprintf("f%d", i)), patterned(1+i%8000, uint64(i)))
-	}
+	smallFiles(b, subvolCreate(b, fs, "small"), nfiles, 8000)
 	snapshotRO(b, fs, "small", "snaps/small")
 	unmount(b, fs) // idle: nothing writes the device any more
 
@@ -54,6 +44,27 @@ func BenchmarkLiveDevice(b *testing.B) {
 		after, _ := bestSend(b, snap, func() *btrfsread.FS { flushDevices(b, fs); return openFS(b, fs.Loops) })
 		fmt.Printf("%-28s %10s %12v %12v %12v %8.2fx\n", snap, byteSize(n),
 			img.Round(time.Millisecond), before.Round(time.Millisecond), after.Round(time.Millisecond), float64(after)/float64(img))
+	}
+}
+
+// benchScale divides the benchmarks' data sizes: 10 with
+// SENDFS_BENCH_SMALL=1, else 1.
+func benchScale() int {
+	if os.Getenv("SENDFS_BENCH_SMALL") != "" {
+		return 10
+	}
+	return 1
+}
+
+// smallFiles writes n files of 1 to maxSize bytes into dir, 1000 per
+// subdirectory.
+func smallFiles(b *testing.B, dir string, n, maxSize int) {
+	for i := range n {
+		sub := filepath.Join(dir, fmt.Sprintf("d%03d", i/1000))
+		if i%1000 == 0 {
+			mustMkdir(b, sub)
+		}
+		writeFile(b, filepath.Join(sub, fmt.Sprintf("f%d", i)), patterned(1+i%maxSize, uint64(i)))
 	}
 }
 
