@@ -25,8 +25,13 @@ deps:
 
 test: deps lint unit fuzz
 
+# unit runs the library packages under the race detector (they are where
+# the concurrency is: node cache, read-ahead workers, FUSE handles) and the
+# kernel-oracle tests in test/ without it (they spend their time in the
+# kernel and in btrfs-progs, and -race would triple their wall time).
 unit:
-	$(GO) test -count=1 -timeout $(TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TIMEOUT) $$($(GO) list ./... | grep -v '^sendfs/test$$')
+	$(GO) test -count=1 -timeout $(TIMEOUT) ./test/
 
 lint: fmt-check vet staticcheck
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Tree block layout (FORMAT.md §4.3).
+// Tree block layout (docs/FORMAT.md §2.3).
 const (
 	headerSize   = 101
 	keyPtrSize   = 33 // node: disk key, blockptr, generation

@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// Block group profile bits of a chunk's type (FORMAT.md §4.6).
+// Block group profile bits of a chunk's type (docs/FORMAT.md §2.6).
 const (
 	bgRAID0    = 1 << 3
 	bgRAID1    = 1 << 4

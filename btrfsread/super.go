@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Superblock layout (FORMAT.md §4.1).
+// Superblock layout (docs/FORMAT.md §2.1).
 const (
 	superSize         = 4096
 	superCsumEnd      = 0x20 // the checksum covers [superCsumEnd, superSize)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"sendfs/internal/mountinfo"
+
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -138,7 +140,7 @@ func CheckMountpoint(dir string) error {
 	case !st.IsDir():
 		return fmt.Errorf("mountpoint %s is not a directory", dir)
 	}
-	mounted, err := isMountpoint(dir)
+	_, mounted, err := mountinfo.Find(dir)
 	if err != nil {
 		return err
 	}

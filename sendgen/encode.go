@@ -7,7 +7,7 @@ import (
 	"math"
 )
 
-// Stream framing (FORMAT.md §1.1). All integers are little-endian.
+// Stream framing (docs/FORMAT.md §1.1). All integers are little-endian.
 const (
 	streamMagic     = "btrfs-stream\x00"
 	streamHeaderLen = len(streamMagic) + 4

@@ -2,10 +2,11 @@ package sendgen
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"sendfs/internal/testenv"
 )
 
 // requireTool returns the path of an external program; without it the
@@ -14,10 +15,7 @@ func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed (apt package btrfs-progs): %v", name, err)
+		testenv.Unavailable(t, name+" not installed (apt package btrfs-progs): "+err.Error())
 	}
 	return path
 }

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sendfs/internal/mountinfo"
+	"sendfs/internal/testenv"
 )
 
 // The FUSE view, through a real `sendfs mount` of an image made here: every
@@ -59,10 +61,7 @@ func requireFUSE(t testing.TB) {
 		msg = "fusermount3 not installed (make deps)"
 	}
 	if msg != "" {
-		if inCI {
-			t.Fatalf("FUSE unavailable under CI=true: %s", msg)
-		}
-		t.Skipf("skipping: %s", msg)
+		testenv.Unavailable(t, "FUSE: "+msg)
 	}
 }
 
@@ -105,20 +104,10 @@ func startMount(t testing.TB, images []string, args ...string) *sendfsMount {
 	return m
 }
 
-// isMounted reports whether dir is a mount point (/proc/self/mountinfo).
+// isMounted reports whether dir is a mount point.
 func isMounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && fields[4] == dir {
-			return true
-		}
-	}
-	return false
+	_, ok, _ := mountinfo.Find(dir)
+	return ok
 }
 
 // waitExit waits for the mount process to end and returns its exit error.
@@ -590,11 +579,9 @@ func TestFUSEAccess(t *testing.T) {
 // mountOptions returns the mount and super options of the mount at dir.
 func mountOptions(t *testing.T, dir string) string {
 	t.Helper()
-	for _, line := range strings.Split(string(readFile(t, "/proc/self/mountinfo")), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return line
-		}
+	m, ok, err := mountinfo.Find(dir)
+	if err != nil || !ok {
+		t.Fatalf("%s is not mounted (%v)", dir, err)
 	}
-	t.Fatalf("%s is not mounted", dir)
-	return ""
+	return m.Options
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sendfs/internal/testenv"
 )
 
 // TestMain builds bin/sendfs once per test binary, into a temp dir that is
@@ -33,7 +35,6 @@ var (
 	binOnce  sync.Once
 	binPath  string
 	binErr   error
-	inCI     = os.Getenv("CI") == "true"
 	keepImgs = os.Getenv("SENDFS_KEEP") != ""
 )
 
@@ -62,10 +63,7 @@ func sendfsBinary(t testing.TB) string {
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if msg := oracleMissing(); msg != "" {
-		if inCI {
-			t.Fatalf("kernel oracle unavailable under CI=true: %s", msg)
-		}
-		t.Skipf("skipping: %s (needs root, loop devices, btrfs and btrfs-progs; under CI=true this fails)", msg)
+		testenv.Unavailable(t, "kernel oracle (root, loop devices, btrfs, btrfs-progs): "+msg)
 	}
 }
 

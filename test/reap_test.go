@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"sendfs/fusefs"
+	"sendfs/internal/mountinfo"
 )
 
 // ownerFile marks a directory of test images with the pid of the test
@@ -72,7 +72,7 @@ func deadOwner(dir string) bool {
 // loopMounts maps a device to its mount points.
 func loopMounts() map[string][]string {
 	m := map[string][]string{}
-	mounts, err := fusefs.Mounts()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return m
 	}
