@@ -231,7 +231,7 @@ func TestBalanceWhileReading(t *testing.T) {
 	for i, s := range sends {
 		sameBytes(t, fmt.Sprintf("sendfs send %d during balances", i), want, s)
 	}
-	if strings.Contains(m.stderr.String(), "level=ERROR") {
+	if strings.Contains(m.stderr.String(), "level=ERROR") || strings.Contains(m.stderr.String(), "DATA RACE") {
 		t.Errorf("the mount logged errors:\n%s", m.stderr)
 	}
 }
