@@ -94,8 +94,8 @@ type prefixReader interface {
 func (h *streamHandle) readPrefix(p []byte, off, size int64) (res fuse.ReadResult, done bool, err error) {
 	pr, ok := h.s.(prefixReader)
 	end := off + int64(len(p))
-	if end == size && end < sendgen.PrefixLimit {
-		end++
+	if end == size {
+		end++ // past PrefixLimit, the index (which knows the size) serves it
 	}
 	if !ok || h.indexed.Load() || end > sendgen.PrefixLimit {
 		return nil, false, nil
