@@ -1,7 +1,6 @@
 package btrfsread
 
 import (
-	"container/list"
 	"fmt"
 	"io"
 	"os"
@@ -14,47 +13,34 @@ import (
 // Reading a block device that the kernel has mounted: btrfs writes it with
 // bios that bypass the device's page cache, so pages that any process read
 // before keep their old contents, and a buffered read can return a block as
-// it was several commits ago. So a block device is read with O_DIRECT only,
-// which always shows what is on the device now. O_DIRECT is fast for large
-// requests (measured here: 2.7 GB/s in 1 MiB reads) and slow for small ones
-// (170 MB/s in 16 KiB reads: one round trip per tree block), so small reads
-// are served from a few aligned windows of windowSize bytes, each filled by
-// one O_DIRECT read: the reader's own page cache, which it can drop. It is
-// dropped whole when a tree block or data sector fails validation
-// (FS.dropCaches, before the block counts as bad), and where data without
-// a checksum is about to be read (FS.dropCachedRange). Image files need
-// none of this: the kernel writes them through the page cache (the loop
-// driver), so buffered reads of them are coherent.
+// it was several commits ago. Two ways out were measured (README, "Live
+// filesystems"; BenchmarkLiveDevice): reading with O_DIRECT, through 1 MiB
+// windows of the reader's own for small reads, ran at 0.8 to 1.0 s per GiB
+// of file data here, while buffered reads of the same device, its cache
+// dropped first, took about 0.5 s (the kernel's read-ahead keeps requests
+// large and in flight) and a warm cache costs what an image file costs. So
+// a block device is read through the page cache, and stale pages are
+// dropped instead:
+//   - a tree block or data sector that fails validation makes the reader
+//     drop the device's cached pages and read again (FS.dropCaches) before
+//     it counts as bad: a stale page fails its checksum, or the bytenr or
+//     generation its pointer promised, and one that passes is the same
+//     block;
+//   - data without a checksum has its pages dropped before it is read
+//     (FS.dropCachedRange), and the superblock is read with O_DIRECT:
+//     nothing could tell that they are stale.
+// Image files need none of this: the kernel writes them through the page
+// cache (the loop driver), so buffered reads of them are coherent.
 
 // directAlign is the alignment of O_DIRECT offsets, lengths and buffers
 // (the logical block size of any device is at most 4 KiB).
 const directAlign = 4096
 
-// Windows: reads below directMin bytes are served from windows of
-// windowSize bytes, at most maxWindows per device (LRU).
-const (
-	directMin  = 256 << 10
-	windowSize = 1 << 20
-	maxWindows = 16
-)
-
-// blockDevice reads a block device with O_DIRECT. Close closes direct only
-// (the *os.File Open made is closed by Open's owner).
+// blockDevice reads a block device through f (buffered), or past the page
+// cache through direct. Close closes direct only (f is Open's).
 type blockDevice struct {
+	f      *os.File
 	direct *os.File
-
-	mu      sync.Mutex
-	windows map[int64]*window // by index (offset / windowSize)
-	lru     list.List         // of *window, most recently used first
-}
-
-// window is windowSize bytes of the device from off, or fewer at its end.
-type window struct {
-	idx   int64
-	elem  *list.Element
-	ready chan struct{} // closed once data and err are set
-	data  []byte
-	err   error
 }
 
 // coherentReader returns how to read f: f itself for a regular file, a
@@ -71,83 +57,15 @@ func coherentReader(f *os.File) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening for direct reads: %w", f.Name(), err)
 	}
-	return &blockDevice{direct: d, windows: map[int64]*window{}}, nil
+	return &blockDevice{f: f, direct: d}, nil
 }
 
 func (d *blockDevice) Close() error { return d.direct.Close() }
 
-// ReadAt reads what is on the device: large reads directly, small ones
-// through the windows.
-func (d *blockDevice) ReadAt(p []byte, off int64) (int, error) {
-	if len(p) >= directMin {
-		return d.readDirect(p, off)
-	}
-	done := 0
-	for done < len(p) {
-		pos := off + int64(done)
-		w := d.window(pos / windowSize)
-		<-w.ready
-		in := int(pos % windowSize)
-		if in >= len(w.data) {
-			if w.err != nil {
-				return done, w.err
-			}
-			return done, io.EOF
-		}
-		done += copy(p[done:], w.data[in:])
-	}
-	return done, nil
-}
+// ReadAt reads through the page cache.
+func (d *blockDevice) ReadAt(p []byte, off int64) (int, error) { return d.f.ReadAt(p, off) }
 
-// window returns the window idx, starting its read if it is not cached,
-// and the read of the next one: readers of file data go forward.
-func (d *blockDevice) window(idx int64) *window {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := d.windows[idx]
-	if w != nil {
-		d.lru.MoveToFront(w.elem)
-	} else {
-		w = d.fill(idx)
-	}
-	if d.windows[idx+1] == nil {
-		d.fill(idx + 1)
-	}
-	return w
-}
-
-// fill caches a new window idx and starts reading it (d.mu held).
-func (d *blockDevice) fill(idx int64) *window {
-	w := &window{idx: idx, ready: make(chan struct{})}
-	w.elem = d.lru.PushFront(w)
-	d.windows[idx] = w
-	for d.lru.Len() > maxWindows {
-		d.forget(d.lru.Back().Value.(*window))
-	}
-	go func() {
-		buf := alignedBuf(windowSize)
-		n, err := d.direct.ReadAt(buf, idx*windowSize)
-		w.data = buf[:n]
-		if err != nil && !(err == io.EOF && n > 0) {
-			w.err = fmt.Errorf("read at %d: %w", idx*windowSize, err)
-			d.mu.Lock()
-			if d.windows[idx] == w {
-				d.forget(w) // errors are not cached
-			}
-			d.mu.Unlock()
-		}
-		close(w.ready)
-	}()
-	return w
-}
-
-// forget drops w from the cache (d.mu held); readers holding it finish.
-func (d *blockDevice) forget(w *window) {
-	d.lru.Remove(w.elem)
-	delete(d.windows, w.idx)
-}
-
-// readFresh reads what is on dev now: past the windows from a block device,
+// readFresh reads what is on dev now: with O_DIRECT from a block device,
 // through the (coherent) page cache from anything else.
 func readFresh(dev Device, p []byte, off int64) (int, error) {
 	if d, ok := dev.R.(*blockDevice); ok {
@@ -156,22 +74,17 @@ func readFresh(dev Device, p []byte, off int64) (int, error) {
 	return dev.R.ReadAt(p, off)
 }
 
-// dropCache forgets every window.
-func (d *blockDevice) dropCache() { d.dropRange(0, 1<<62) }
+// dropCache drops the device's cached pages (clean pages, all a reader ever
+// leaves), so that the next read comes from the device.
+func (d *blockDevice) dropCache() { d.dropRange(0, 0) }
 
-// dropRange forgets the windows that overlap [off, off+n).
+// dropRange drops the cached pages of [off, off+n) (n 0: to the end).
 func (d *blockDevice) dropRange(off, n int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, w := range d.windows {
-		if w.idx*windowSize < off+n && off < (w.idx+1)*windowSize {
-			d.forget(w)
-		}
-	}
+	unix.Fadvise(int(d.f.Fd()), off, n, unix.FADV_DONTNEED)
 }
 
 // directBufs holds aligned bounce buffers of directChunk bytes.
-const directChunk = 4 << 20
+const directChunk = 64 << 10 // superblocks are 4 KiB
 
 var directBufs = sync.Pool{New: func() any {
 	b := alignedBuf(directChunk)
