@@ -207,14 +207,12 @@ func (w blockWant) check(n *node) error {
 // from the first good copy on disk.
 func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 	n, err := fs.blocks.getOrLoad(logical, func() (*node, error) { return fs.loadBlock(logical, want) })
-	if err != nil {
-		return nil, err
-	}
-	if want.check(n) == nil {
+	if err == nil && want.check(n) == nil {
 		return n, nil
 	}
-	// The cached block was loaded for another pointer that promised
-	// something else: one of the two pointers is stale or corrupt.
+	// The block was loaded for another pointer that promised something
+	// else (one of the two is stale or corrupt), or that load failed: a
+	// pointer of another view of a live filesystem may have asked for it.
 	n, err = fs.loadBlock(logical, want)
 	if err != nil {
 		return nil, err
@@ -224,11 +222,12 @@ func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 }
 
 // loadBlock reads the block at logical from disk, trying every copy. When
-// no copy is good it re-reads the superblock once: on a live filesystem a
-// block may have been rewritten while it was read.
+// no copy is good and the view is the newest, it drops the devices' cached
+// pages and tries once more: a block device that the kernel has mounted may
+// hold pages read before the kernel rewrote them.
 func (fs *FS) loadBlock(logical uint64, want blockWant) (*node, error) {
 	n, err := fs.loadBlockCopies(logical, want)
-	if err != nil && fs.superblockMoved() {
+	if Stale(err) && fs.newest() && fs.dropCaches() {
 		n, err = fs.loadBlockCopies(logical, want)
 	}
 	return n, err
@@ -272,13 +271,4 @@ func (fs *FS) loadBlockCopies(logical uint64, want blockWant) (*node, error) {
 		return nil, fmt.Errorf("tree block at logical 0x%x: %w", logical, ioErr)
 	}
 	return nil, &CorruptError{Logical: logical, Reason: "tree block is bad in every copy: " + strings.Join(reasons, "; ")}
-}
-
-// superblockMoved re-reads the superblock of the first member and reports
-// whether a newer generation has been committed since the filesystem was
-// opened.
-func (fs *FS) superblockMoved() bool {
-	fs.superRereads.Add(1)
-	sb, err := readSuperblock(fs.members[0].Device)
-	return err == nil && sb.generation != fs.members[0].sb.generation
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // dataCsums returns the stored checksum of each sector of the sector-aligned
@@ -77,8 +78,19 @@ func (e *DataError) Unwrap() error { return e.Err }
 // sectors against the csum tree. A sector that fails on one copy is re-read
 // from the next. When linear is set, p maps to file bytes from
 // ctx.FileOffset on (uncompressed data), which lets an error name the exact
-// file offset; otherwise it names ctx.FileOffset.
+// file offset; otherwise it names ctx.FileOffset. When a sector is bad in
+// every copy and the view is the newest, it is read once more after
+// dropping the devices' cached pages (live block devices, see bdev.go); an
+// older view's failure is rather a moved block (live.go).
 func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) error {
+	err := fs.readDataCopies(ctx, logical, p, linear)
+	if errors.Is(err, ErrDataChecksum) && fs.newest() && fs.dropCaches() {
+		err = fs.readDataCopies(ctx, logical, p, linear)
+	}
+	return err
+}
+
+func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear bool) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -103,6 +115,12 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 	copies, err := fs.copies(start)
 	if err != nil {
 		return fail(start, err)
+	}
+	// Data without a checksum cannot show that it is stale: it is read
+	// past any cache, and only trusted while the view is the newest commit.
+	unsummed := slices.ContainsFunc(sums, func(s []byte) bool { return s == nil })
+	if unsummed {
+		fs.dropCachedRange(start, end-start, copies)
 	}
 	bad := make([]error, len(sums)) // per sector: why no good copy is in buf yet
 	for i := range bad {
@@ -131,6 +149,11 @@ func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) e
 	for i, err := range bad {
 		if err != nil {
 			return fail(start+uint64(i)*ss, fmt.Errorf("no good copy among %d: %w", copies, err))
+		}
+	}
+	if unsummed {
+		if err := fs.checkCurrent(); err != nil {
+			return fail(start, err)
 		}
 	}
 	if &buf[0] != &p[0] {

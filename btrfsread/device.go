@@ -27,7 +27,7 @@ type FS struct {
 	// their stripes have no device (stripe.dev is nil). Only with
 	// OpenOptions.Degraded.
 	missingDevids []uint64
-	readErrs      readErrorLog
+	readErrs      *readErrorLog // shared by every view
 	// trees remembers Tree(id) (id → Tree): the root tree of sb never
 	// changes, and the csum and extent trees are looked up for every
 	// data read and extent sent.
@@ -36,10 +36,9 @@ type FS struct {
 	// diskBlockReads counts tree blocks read from the devices (cache misses);
 	// tests use it to see which subtrees were skipped.
 	diskBlockReads atomic.Int64
-	// superRereads counts superblock re-reads after a failed block (live image).
-	superRereads atomic.Int64
 	// warnings are problems that did not stop Open (see Warnings).
 	warnings []string
+	live     *liveState // shared by every view (live.go)
 }
 
 // Warnings lists what Open survived but a user should know: a primary
@@ -151,7 +150,7 @@ func (o OpenOptions) Open(paths ...string) (*FS, error) {
 }
 
 // openDevice opens the device or image file at p read-only.
-func openDevice(p string) (*os.File, Device, error) {
+func openDevice(p string) (io.Closer, Device, error) {
 	if err := checkDeviceType(p); err != nil {
 		return nil, Device{}, err
 	}
@@ -164,6 +163,14 @@ func openDevice(p string) (*os.File, Device, error) {
 	if err != nil {
 		f.Close()
 		return nil, Device{}, fmt.Errorf("%s: size: %w", p, err)
+	}
+	r, err := coherentReader(f)
+	if err != nil {
+		f.Close()
+		return nil, Device{}, err
+	}
+	if bd, ok := r.(*blockDevice); ok {
+		return bd, Device{Name: p, R: bd, Size: size}, nil
 	}
 	return f, Device{Name: p, R: f, Size: size}, nil
 }
@@ -222,7 +229,7 @@ func (o OpenOptions) New(devs []Device) (*FS, error) {
 		members[i] = &member{Device: d, sb: sb}
 	}
 	sort.SliceStable(members, func(i, j int) bool { return members[i].sb.dev.devid < members[j].sb.dev.devid })
-	fs := &FS{members: members, sb: members[0].sb, opts: o, warnings: warnings}
+	fs := &FS{members: members, sb: members[0].sb, opts: o, warnings: warnings, live: &liveState{}, readErrs: &readErrorLog{}}
 	for i, m := range members {
 		if m.sb.fsid != members[0].sb.fsid {
 			return nil, fmt.Errorf("%s and %s belong to different filesystems (fsid %s, %s)",
@@ -243,7 +250,7 @@ func (o OpenOptions) New(devs []Device) (*FS, error) {
 	}
 	fs.csum = fs.sb.csum
 	fs.blocks = newBlockCache(defaultCacheBytes)
-	if err := fs.loadChunks(); err != nil {
+	if err := fs.loadChunksLive(); err != nil {
 		return nil, err
 	}
 	if uint64(len(members)) < fs.sb.numDevices && !o.Degraded {
@@ -251,6 +258,7 @@ func (o OpenOptions) New(devs []Device) (*FS, error) {
 			uuidString(fs.sb.fsid), fs.sb.numDevices, len(members))
 	}
 	fs.warnings = append(fs.warnings, fs.degradedWarnings()...)
+	fs.live.latest.Store(fs)
 	return fs, nil
 }
 

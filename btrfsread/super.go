@@ -284,7 +284,7 @@ var errSuperblockRead = errors.New("cannot read superblock")
 
 // readSuperblockAt reads and parses the superblock copy at off into buf.
 func readSuperblockAt(dev Device, buf []byte, off int64) (*superblock, error) {
-	if _, err := dev.R.ReadAt(buf, off); err != nil {
+	if _, err := readFresh(dev, buf, off); err != nil {
 		return nil, fmt.Errorf("%w at %d: %w", errSuperblockRead, off, err)
 	}
 	return parseSuperblock(buf, uint64(off))

@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"cmp"
+	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 
@@ -18,11 +20,21 @@ type snapshot struct {
 	// related lists the subvolumes of the same lineage, sorted by name: the
 	// parents from/ shows.
 	related []*snapshot
+	// ident tells this snapshot from what a later refresh may show under the
+	// same id: it covers its name and identity (subvolKey). It is the
+	// generation of its nodes: a renamed snapshot gets new nodes (new
+	// kernel inodes, no cached pages of the old name's streams), an
+	// unchanged one keeps its nodes.
+	ident uint64
 }
 
-// catalog is the set of served subvolumes, read once at mount time, with the
-// indexes the directories answer from.
+// catalog is the set of served subvolumes as of one commit, with the indexes
+// the directories answer from. A refresh replaces it whole (follow.go).
 type catalog struct {
+	generation uint64 // of the commit it shows
+	// mtime of the directories above the snapshots: the newest creation
+	// time among them, so that it is stable across mounts.
+	mtime  btrfsread.Timespec
 	byName map[string]*snapshot
 	byID   map[uint64]*snapshot
 	byUUID map[string]*snapshot
@@ -46,7 +58,7 @@ func newCatalog(svs []*btrfsread.Subvolume, allSubvolumes bool) *catalog {
 		if sv.Path == "" {
 			continue // the top level (never sent: no name to receive it under) or unlinked
 		}
-		s := &snapshot{sv: sv, name: c.freeName(sv)}
+		s := &snapshot{sv: sv, name: c.freeName(sv), ident: identity(sv)}
 		if !sv.Root.UUID.IsZero() {
 			s.uuid = uuid.UUID(sv.Root.UUID).String()
 			c.byUUID[s.uuid] = s
@@ -66,8 +78,29 @@ func newCatalog(svs []*btrfsread.Subvolume, allSubvolumes bool) *catalog {
 				a.related = append(a.related, b)
 			}
 		}
+		if t := creationTime(a.sv); t.Sec > c.mtime.Sec || (t.Sec == c.mtime.Sec && t.Nsec > c.mtime.Nsec) {
+			c.mtime = t
+		}
 	}
 	return c
+}
+
+// identity hashes what a snapshot's nodes show of it: its path (the names)
+// and what its streams carry of it.
+func identity(sv *btrfsread.Subvolume) uint64 {
+	h := fnv.New64a()
+	r := &sv.Root
+	fmt.Fprintf(h, "%q %x %x %d %d", sv.Path, r.UUID, r.ReceivedUUID, r.CTransid, r.STransid)
+	return h.Sum64()
+}
+
+// current returns the snapshot of c that is s as of c: the same id and
+// identity, or nil when it was deleted or renamed since.
+func (c *catalog) current(s *snapshot) *snapshot {
+	if cur := c.byID[s.sv.ID]; cur != nil && cur.ident == s.ident {
+		return cur
+	}
+	return nil
 }
 
 // sameLineage reports whether a and b are distinct snapshots of one

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"sendfs/btrfsread"
 )
 
 // rootContents: the three top directories.
@@ -33,7 +35,7 @@ func (rootContents) list(r *Root) []fuse.DirEntry {
 func (rootContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
 	for _, d := range topDirs {
 		if d.name == name {
-			return r.newDir(d.ino, r.mtime, d.c), 0
+			return r.newDir(d.ino, 0, btrfsread.Timespec{}, d.c), 0
 		}
 	}
 	return nil, syscall.ENOENT
@@ -43,19 +45,20 @@ func (rootContents) child(ctx context.Context, r *Root, name string) (node, sysc
 type snapshotsContents struct{}
 
 func (snapshotsContents) list(r *Root) []fuse.DirEntry {
-	out := make([]fuse.DirEntry, 0, len(r.cat.names))
-	for _, s := range r.cat.names {
+	cat := r.catalog()
+	out := make([]fuse.DirEntry, 0, len(cat.names))
+	for _, s := range cat.names {
 		out = append(out, dirEntry(s.name, inodeNumber(kindSnapDir, s.sv.ID, 0)))
 	}
 	return out
 }
 
 func (snapshotsContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	s := r.cat.lookupName(name)
+	s := r.catalog().lookupName(name)
 	if s == nil {
 		return nil, syscall.ENOENT
 	}
-	return r.newDir(inodeNumber(kindSnapDir, s.sv.ID, 0), creationTime(s.sv), snapContents{s}), 0
+	return r.newDir(inodeNumber(kindSnapDir, s.sv.ID, 0), s.ident, creationTime(s.sv), snapContents{s}), 0
 }
 
 // snapContents: full.stream and from/ of one snapshot.
@@ -67,6 +70,9 @@ const (
 )
 
 func (c snapContents) list(r *Root) []fuse.DirEntry {
+	if r.catalog().current(c.s) == nil {
+		return nil // deleted or renamed since
+	}
 	return []fuse.DirEntry{
 		{Name: fullName, Ino: pair{child: c.s}.ino(), Mode: fuse.S_IFREG},
 		dirEntry(fromName, inodeNumber(kindFromDir, c.s.sv.ID, 0)),
@@ -74,11 +80,14 @@ func (c snapContents) list(r *Root) []fuse.DirEntry {
 }
 
 func (c snapContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	switch name {
-	case fullName:
-		return r.newStreamFile(ctx, c.s, nil)
-	case fromName:
-		return r.newDir(inodeNumber(kindFromDir, c.s.sv.ID, 0), creationTime(c.s.sv), fromContents(c)), 0
+	s := r.catalog().current(c.s)
+	switch {
+	case s == nil:
+		return nil, syscall.ENOENT
+	case name == fullName:
+		return r.newStreamFile(ctx, s, nil)
+	case name == fromName:
+		return r.newDir(inodeNumber(kindFromDir, s.sv.ID, 0), s.ident, creationTime(s.sv), fromContents{s}), 0
 	}
 	return nil, syscall.ENOENT
 }
@@ -89,46 +98,56 @@ func (c snapContents) child(ctx context.Context, r *Root, name string) (node, sy
 type fromContents struct{ s *snapshot }
 
 func (c fromContents) list(r *Root) []fuse.DirEntry {
-	out := make([]fuse.DirEntry, 0, len(c.s.related))
-	for _, p := range c.s.related {
+	s := r.catalog().current(c.s)
+	if s == nil {
+		return nil // deleted or renamed since
+	}
+	out := make([]fuse.DirEntry, 0, len(s.related))
+	for _, p := range s.related {
 		out = append(out, fuse.DirEntry{
 			Name: p.name + streamSuffix,
-			Ino:  pair{child: c.s, parent: p}.ino(),
+			Ino:  pair{child: s, parent: p}.ino(),
 			Mode: fuse.S_IFREG,
 		})
 	}
-	r.prefetchFrom(c.s)
+	r.prefetchFrom(s)
 	return out
 }
 
 func (c fromContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
+	cat := r.catalog()
+	s := cat.current(c.s)
+	if s == nil {
+		return nil, syscall.ENOENT
+	}
 	if base, ok := strings.CutSuffix(name, diffSuffix); ok {
-		if p := r.cat.lookupName(base); p != nil && p != c.s {
-			return r.newDiffFile(ctx, c.s, p)
+		if p := cat.lookupName(base); p != nil && p != s {
+			return r.newDiffFile(ctx, s, p)
 		}
 		return nil, syscall.ENOENT
 	}
 	base, ok := strings.CutSuffix(name, streamSuffix)
-	p := r.cat.lookupName(base)
-	if !ok || p == nil || p == c.s {
+	p := cat.lookupName(base)
+	if !ok || p == nil || p == s {
 		return nil, syscall.ENOENT
 	}
-	return r.newStreamFile(ctx, c.s, p)
+	return r.newStreamFile(ctx, s, p)
 }
 
 // byIDContents: a symlink per subvolume id.
 type byIDContents struct{}
 
 func (byIDContents) list(r *Root) []fuse.DirEntry {
-	out := make([]fuse.DirEntry, 0, len(r.cat.ids))
-	for _, s := range r.cat.ids {
+	cat := r.catalog()
+	out := make([]fuse.DirEntry, 0, len(cat.ids))
+	for _, s := range cat.ids {
 		out = append(out, linkEntry(strconv.FormatUint(s.sv.ID, 10), inodeNumber(kindByID, s.sv.ID, 0)))
 	}
 	return out
 }
 
 func (byIDContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	s := r.cat.lookupID(name)
+	s := r.catalog().lookupID(name)
 	if s == nil {
 		return nil, syscall.ENOENT
 	}
@@ -139,15 +158,16 @@ func (byIDContents) child(ctx context.Context, r *Root, name string) (node, sysc
 type byUUIDContents struct{}
 
 func (byUUIDContents) list(r *Root) []fuse.DirEntry {
-	out := make([]fuse.DirEntry, 0, len(r.cat.uuids))
-	for _, s := range r.cat.uuids {
+	cat := r.catalog()
+	out := make([]fuse.DirEntry, 0, len(cat.uuids))
+	for _, s := range cat.uuids {
 		out = append(out, linkEntry(s.uuid, inodeNumber(kindByUUID, s.sv.ID, 0)))
 	}
 	return out
 }
 
 func (byUUIDContents) child(ctx context.Context, r *Root, name string) (node, syscall.Errno) {
-	s := r.cat.byUUID[name]
+	s := r.catalog().byUUID[name]
 	if s == nil {
 		return nil, syscall.ENOENT
 	}

@@ -31,17 +31,25 @@ type dir struct {
 	statfsNode
 	r        *Root
 	ino      uint64
+	gen      uint64 // the snapshot's ident for its directories, else 0
 	mtime    btrfsread.Timespec
 	contents dirContents
 }
 
-func (d *dir) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFDIR, Ino: d.ino} }
+func (d *dir) stable() fs.StableAttr {
+	return fs.StableAttr{Mode: fuse.S_IFDIR, Ino: d.ino, Gen: d.gen}
+}
 
 func (d *dir) fillAttr(out *fuse.Attr) {
 	out.Ino = d.ino
 	out.Mode = fuse.S_IFDIR | 0o500
 	out.Nlink = 2
-	d.r.fillCommon(out, d.mtime)
+	t := d.mtime
+	if d.ino <= inoByUUID {
+		// The top directories change with the subvolume list.
+		t = d.r.catalog().mtime
+	}
+	d.r.fillCommon(out, t)
 }
 
 func (d *dir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -70,8 +78,8 @@ func (r *Root) fillCommon(out *fuse.Attr, t btrfsread.Timespec) {
 	out.Atime, out.Atimensec = t.Sec, t.Nsec
 }
 
-func (r *Root) newDir(ino uint64, mtime btrfsread.Timespec, c dirContents) *dir {
-	return &dir{r: r, ino: ino, mtime: mtime, contents: c}
+func (r *Root) newDir(ino, gen uint64, mtime btrfsread.Timespec, c dirContents) *dir {
+	return &dir{r: r, ino: ino, gen: gen, mtime: mtime, contents: c}
 }
 
 func dirEntry(name string, ino uint64) fuse.DirEntry {

@@ -439,7 +439,7 @@ func TestWarmPairs(t *testing.T) {
 	}
 	r := newRoot(svs, Config{}, nil)
 	defer r.Close()
-	pairs := r.warmPairs()
+	pairs := warmPairs(r.catalog().names)
 	if len(pairs) != 7+7*warmParents {
 		t.Fatalf("%d pairs, want %d", len(pairs), 7+7*warmParents)
 	}

@@ -26,7 +26,9 @@ func linkEntry(name string, ino uint64) fuse.DirEntry {
 	return fuse.DirEntry{Name: name, Ino: ino, Mode: fuse.S_IFLNK}
 }
 
-func (l *link) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFLNK, Ino: l.ino} }
+func (l *link) stable() fs.StableAttr {
+	return fs.StableAttr{Mode: fuse.S_IFLNK, Ino: l.ino, Gen: l.s.ident}
+}
 
 func (l *link) fillAttr(out *fuse.Attr) {
 	out.Ino = l.ino

@@ -29,8 +29,8 @@ type MountOptions struct {
 	Debug bool
 }
 
-// cacheTimeout is how long the kernel may keep entries and attributes: the
-// tree is fixed at mount time and a stream's bytes never change.
+// cacheTimeout is how long the kernel may keep entries and attributes when
+// the tree is fixed at mount time (no Follow); a stream's bytes never change.
 const cacheTimeout = time.Hour
 
 // maxRequest is the largest READ: 1 MiB, the kernel's limit here.
@@ -39,7 +39,7 @@ const maxRequest = 1 << 20
 // Mount serves r at dir. The returned server's Wait returns once the mount
 // is gone (Unmount, or `fusermount3 -u` from outside).
 func Mount(dir string, r *Root, o MountOptions) (*fuse.Server, error) {
-	timeout := cacheTimeout
+	timeout := r.entryTimeout()
 	level := slog.LevelWarn
 	if o.Debug {
 		level = slog.LevelDebug

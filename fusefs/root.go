@@ -2,11 +2,12 @@ package fusefs
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 
@@ -30,23 +31,29 @@ type Config struct {
 	// data); the zero value is `sendfs send`'s default. Clone sources and
 	// AllowWritable are not used.
 	Stream sendgen.Options
+	// Refresh is how often Follow polls the filesystem for new commits;
+	// 0 serves the subvolumes as they were at mount time.
+	Refresh time.Duration
 }
 
 // Root is the root directory of the tree and the state its nodes share.
 type Root struct {
 	dir
-	cat    *catalog
-	sizes  *sizeCache
-	open   streamOpener
-	diff   differ // nil: no from/<parent>.diff
-	log    *slog.Logger
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	owner  owner
-	slots  chan struct{} // one per background size computation (computeSize)
-	// mtime of the directories above the snapshots: the newest creation
-	// time among them, so that it is stable across mounts.
-	mtime btrfsread.Timespec
+	fs      *btrfsread.FS // nil in tests of this package
+	cat     atomic.Pointer[catalog]
+	refresh time.Duration
+	allSubs bool
+	sizes   *sizeCache
+	open    streamOpener
+	diff    differ // nil: no from/<parent>.diff
+	log     *slog.Logger
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	owner   owner
+	slots   chan struct{} // one per background size computation (computeSize)
+	// failed is the refresh error last logged (follow.go), so that a
+	// failing poll logs once.
+	failed string
 	// sizeFailures maps a stream's label to the size error last logged for
 	// it: a failing stream is logged once, not on every stat.
 	sizeFailures sync.Map
@@ -58,14 +65,16 @@ type owner struct{ uid, gid uint32 }
 // New reads the subvolume list of cfg.FS and builds the tree. It generates
 // no stream; call Warm to compute sizes ahead of the first lookup.
 func New(cfg Config) (*Root, error) {
-	svs, err := cfg.FS.Subvolumes()
+	svs, gen, err := listSubvolumes(cfg.FS)
 	if err != nil {
-		return nil, fmt.Errorf("listing subvolumes: %w", err)
+		return nil, err
 	}
 	opts := cfg.Stream
 	opts.CloneSources, opts.AllowWritable = nil, false
 	r := newRoot(svs, cfg, sendgenOpener(opts))
 	r.diff = diffText
+	r.fs = cfg.FS
+	r.catalog().generation = gen
 	return r, nil
 }
 
@@ -76,26 +85,26 @@ func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Root{
-		cat:    newCatalog(svs, cfg.AllSubvolumes),
-		sizes:  newSizeCache(ctx, cfg.CacheDir, log),
-		open:   open,
-		log:    log,
-		ctx:    ctx,
-		cancel: cancel,
-		owner:  owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
-		slots:  make(chan struct{}, runtime.NumCPU()),
+		refresh: cfg.Refresh,
+		allSubs: cfg.AllSubvolumes,
+		sizes:   newSizeCache(ctx, cfg.CacheDir, log),
+		open:    open,
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		owner:   owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
+		slots:   make(chan struct{}, runtime.NumCPU()),
 	}
-	for _, s := range r.cat.names {
-		if t := creationTime(s.sv); t.Sec > r.mtime.Sec || (t.Sec == r.mtime.Sec && t.Nsec > r.mtime.Nsec) {
-			r.mtime = t
-		}
-	}
-	r.dir = dir{r: r, ino: inoRoot, mtime: r.mtime, contents: rootContents{}}
+	r.cat.Store(newCatalog(svs, cfg.AllSubvolumes))
+	r.dir = dir{r: r, ino: inoRoot, contents: rootContents{}}
 	return r
 }
 
+// catalog returns the subvolumes served now.
+func (r *Root) catalog() *catalog { return r.cat.Load() }
+
 // Snapshots returns the number of subvolumes served.
-func (r *Root) Snapshots() int { return len(r.cat.names) }
+func (r *Root) Snapshots() int { return len(r.catalog().names) }
 
 // Close stops background work (warming, size computations in flight).
 func (r *Root) Close() { r.cancel() }

@@ -81,6 +81,15 @@ func (c *sizeCache) compute(key string, s pairStream, call *sizeCall) {
 	close(call.done)
 }
 
+// replace records n as the size under key, in memory and on disk: the
+// bytes generated under key had that length, whatever was cached before.
+func (c *sizeCache) replace(key string, n int64) {
+	c.mu.Lock()
+	c.known[key] = n
+	c.mu.Unlock()
+	c.store(key, n)
+}
+
 // countStream runs s.Size on this goroutine of our own, where a panic
 // (a bug in the engine) would end the process: it becomes an error instead,
 // and the mount keeps serving the other streams.

@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"hash/fnv"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"sendfs/btrfsread"
 )
 
 // streamFile is one send stream: full.stream or from/<parent>.stream. Its
@@ -21,7 +25,10 @@ type streamFile struct {
 	ino   uint64
 	label string // path in the mount, for log lines
 	pair  pair
-	size  int64
+	key   string // the stream's cache key, under which size was found
+	// size is st_size. It only changes when reading finds that the bytes
+	// disagree with it (a stale cached size, sizeMismatch).
+	size atomic.Int64
 
 	mu sync.Mutex
 	// active serves the open handles, which share its command index; it
@@ -43,16 +50,21 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 	f := &streamFile{r: r, ino: p.ino(), label: p.label(), pair: p}
 	s, err := r.openPair(p)
 	if err == nil {
-		f.size, err = r.sizes.size(ctx, s)
+		f.key = s.CacheKey()
+		var n int64
+		n, err = r.sizes.size(ctx, s)
+		f.size.Store(n)
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, syscall.EINTR
-		}
-		r.logSizeFailure(f.label, err)
-		return nil, syscall.EIO
+	switch {
+	case err == nil:
+		return f, 0
+	case ctx.Err() != nil:
+		return nil, syscall.EINTR
+	case errors.Is(err, errGone) || errors.Is(err, btrfsread.ErrDeleted):
+		return nil, syscall.ENOENT
 	}
-	return f, 0
+	r.logSizeFailure(f.label, err)
+	return nil, syscall.EIO
 }
 
 // logSizeFailure logs that the size of the stream at label failed, once
@@ -63,13 +75,20 @@ func (r *Root) logSizeFailure(label string, err error) {
 	}
 }
 
-func (f *streamFile) stable() fs.StableAttr { return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino} }
+// stable gives the stream's node a generation from its cache key: a stream
+// whose bytes change (a renamed snapshot) is a new kernel inode under the
+// same inode number, so no page cached for the old bytes is served.
+func (f *streamFile) stable() fs.StableAttr {
+	h := fnv.New64a()
+	h.Write([]byte(f.key))
+	return fs.StableAttr{Mode: fuse.S_IFREG, Ino: f.ino, Gen: h.Sum64()}
+}
 
 func (f *streamFile) fillAttr(out *fuse.Attr) {
 	out.Ino = f.ino
 	out.Mode = fuse.S_IFREG | 0o400
 	out.Nlink = 1
-	out.Size = uint64(f.size)
+	out.Size = uint64(f.size.Load())
 	// go-fuse leaves Blocks at 0 once Blksize is set, and cp then takes
 	// the file for sparse.
 	out.Blksize = streamBlockSize
@@ -93,8 +112,12 @@ func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 // pages are still cached (a file manager sniffing types again) costs
 // nothing.
 type streamHandle struct {
-	f    *streamFile
-	s    pairStream
+	f *streamFile
+	s pairStream
+	// size is st_size as of the open: the reader decides how much to read
+	// from it, so once the stream turns out to have another length every
+	// further read of this open fails.
+	size int64
 	once sync.Once
 	r    io.ReaderAt
 	err  error
@@ -121,11 +144,14 @@ func (f *streamFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 		return nil, 0, syscall.EROFS
 	}
 	s, err := f.acquire()
+	if errors.Is(err, errGone) {
+		return nil, 0, syscall.ENOENT
+	}
 	if err != nil {
 		f.logFailure("stream open failed", err)
 		return nil, 0, syscall.EIO
 	}
-	return &streamHandle{f: f, s: s}, fuse.FOPEN_KEEP_CACHE, 0
+	return &streamHandle{f: f, s: s, size: f.size.Load()}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // acquire returns the stream the open handles share, describing it for

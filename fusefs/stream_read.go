@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 
@@ -18,11 +19,16 @@ func (f *streamFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, of
 	if !ok {
 		return nil, syscall.EBADF
 	}
-	if off >= f.size || off < 0 {
+	size := h.size
+	if size != f.size.Load() {
+		f.logFailure("stream read failed", errSizeChanged, "offset", off, "length", len(dest))
+		return nil, syscall.EIO
+	}
+	if off >= size || off < 0 {
 		return fuse.ReadResultData(nil), 0
 	}
-	p := dest[:min(int64(len(dest)), f.size-off)]
-	res, err := h.read(p, off)
+	p := dest[:min(int64(len(dest)), size-off)]
+	res, err := h.read(p, off, size)
 	if err != nil {
 		f.logFailure("stream read failed", err, "offset", off, "length", len(p))
 		return nil, syscall.EIO
@@ -37,14 +43,18 @@ type viewReader interface {
 }
 
 // read returns len(p) bytes from off, read into p or lent, all of them or
-// an error: the size is exact, so a short read is a failure too.
-func (h *streamHandle) read(p []byte, off int64) (fuse.ReadResult, error) {
-	if res, done, err := h.readPrefix(p, off); done {
+// an error: the size is exact, so a short read is a failure too, and so is
+// a stream whose length is not size (sizeMismatch).
+func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) {
+	if res, done, err := h.readPrefix(p, off, size); done {
 		return res, err
 	}
 	r, err := h.reader()
 	if err != nil {
 		return nil, err
+	}
+	if sr, ok := r.(interface{ Size() int64 }); ok && sr.Size() != size {
+		return nil, h.f.sizeMismatch(sr.Size(), size)
 	}
 	if vr, ok := r.(viewReader); ok {
 		v, err := vr.ReadView(p, off)
@@ -78,19 +88,57 @@ type prefixReader interface {
 // index: a file manager reads the start of every stream in a directory to
 // guess its type, and that must cost the same for a small stream and a huge
 // one. done is false when the read is not for it.
-func (h *streamHandle) readPrefix(p []byte, off int64) (res fuse.ReadResult, done bool, err error) {
+//
+// A read that ends the file asks for one byte more: a stream that goes on
+// past st_size must fail, not end early as if complete.
+func (h *streamHandle) readPrefix(p []byte, off, size int64) (res fuse.ReadResult, done bool, err error) {
 	pr, ok := h.s.(prefixReader)
-	if !ok || h.indexed.Load() || off+int64(len(p)) > sendgen.PrefixLimit {
+	end := off + int64(len(p))
+	if end == size {
+		end++ // past PrefixLimit, the index (which knows the size) serves it
+	}
+	if !ok || h.indexed.Load() || end > sendgen.PrefixLimit {
 		return nil, false, nil
 	}
-	n, err := pr.ReadPrefixAt(h.f.r.ctx, p, off)
+	buf := p
+	if end > off+int64(len(p)) {
+		buf = make([]byte, len(p)+1)
+	}
+	n, err := pr.ReadPrefixAt(h.f.r.ctx, buf, off)
 	switch {
-	case n == len(p):
+	case n == len(p) && len(buf) == len(p):
+		return fuse.ReadResultData(p), true, nil
+	case n == len(p) && (err == nil || errors.Is(err, io.EOF)):
+		copy(p, buf)
 		return fuse.ReadResultData(p), true, nil
 	case err == nil || errors.Is(err, io.EOF):
-		return nil, true, io.ErrUnexpectedEOF
+		// Shorter or longer than st_size: count it to say by how much.
+		actual, cerr := h.s.Size(h.f.r.ctx)
+		if cerr != nil {
+			return nil, true, cerr
+		}
+		return nil, true, h.f.sizeMismatch(actual, size)
 	}
 	return nil, true, err
+}
+
+// errSizeChanged fails the reads of an open made before the stream's size
+// was found wrong: what it read so far may end at the wrong place.
+var errSizeChanged = errors.New("the stream's size changed since this file was opened; open it again")
+
+// sizeMismatch handles a stream whose bytes disagree with the st_size it was
+// given (a size cached under a key that did not cover everything that shapes
+// the bytes): the read fails, the cached size is replaced by the true one,
+// and st_size becomes true for the next stat and lookup.
+func (f *streamFile) sizeMismatch(actual, size int64) error {
+	f.r.sizes.replace(f.key, actual)
+	if f.size.CompareAndSwap(size, actual) {
+		// The kernel caches attributes (an hour without --refresh):
+		// have it ask again. Not from within this READ, whose page the
+		// invalidation would wait for.
+		go f.NotifyContent(0, 0)
+	}
+	return fmt.Errorf("the stream is %d bytes long, not the %d bytes its size said (a stale cached size, now replaced)", actual, size)
 }
 
 // viewResult replies with the bytes of a view and releases it once they

@@ -17,7 +17,7 @@ const warmParents = 4
 // or after Close.
 func (r *Root) Warm(workers int) {
 	start := time.Now()
-	pairs := r.warmPairs()
+	pairs := warmPairs(r.catalog().names)
 	failed := r.computeSizes(pairs, workers)
 	if r.ctx.Err() != nil {
 		return
@@ -25,17 +25,17 @@ func (r *Root) Warm(workers int) {
 	r.log.Info("stream sizes ready", "streams", len(pairs), "failed", failed, "took", time.Since(start).Round(time.Millisecond))
 }
 
-// warmPairs orders the streams to warm: the full streams, then the k-th
-// closest listed parent of every snapshot for k = 1..warmParents.
-func (r *Root) warmPairs() []pair {
+// warmPairs orders the streams of snaps to warm: the full streams, then the
+// k-th closest listed parent of every snapshot for k = 1..warmParents.
+func warmPairs(snaps []*snapshot) []pair {
 	var out []pair
-	parents := make([][]*snapshot, len(r.cat.names))
-	for i, s := range r.cat.names {
+	parents := make([][]*snapshot, len(snaps))
+	for i, s := range snaps {
 		out = append(out, pair{child: s})
 		parents[i] = s.byCloseness()
 	}
 	for rank := range warmParents {
-		for i, s := range r.cat.names {
+		for i, s := range snaps {
 			if rank < len(parents[i]) {
 				out = append(out, pair{child: s, parent: parents[i][rank]})
 			}

@@ -22,7 +22,10 @@ func (f emitFunc) emit(c *Command) error { return f(c) }
 
 // Subvolumes returns the subvolumes of the stream: the one sent and the
 // parent (nil for a full stream).
-func (s *Stream) Subvolumes() (child, parent *btrfsread.Subvolume) { return s.child, s.parent }
+func (s *Stream) Subvolumes() (child, parent *btrfsread.Subvolume) {
+	child, parent, _ = s.pair()
+	return child, parent
+}
 
 // Attr returns the value of c's first attribute of type a (for data
 // commands, the attributes before the data), or nil.

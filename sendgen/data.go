@@ -3,6 +3,7 @@ package sendgen
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 
@@ -39,7 +40,34 @@ func readData(ref *DataRef, p []byte) error {
 		}
 	}
 	dc := btrfsread.DataContext{Subvol: ref.Subvol.ID, Ino: ref.Ino, FileOffset: ref.FileOffset}
-	return ref.Subvol.FS().ReadExtent(dc, &ref.Extent, p, ref.Offset)
+	planned := ref.Subvol.FS()
+	if planned == nil {
+		return errors.New("sendgen: data reference without a filesystem")
+	}
+	return planned.Retry(func(v *btrfsread.FS) error {
+		if v == planned {
+			return v.ReadExtent(dc, &ref.Extent, p, ref.Offset)
+		}
+		return readMoved(ref, v, p)
+	})
+}
+
+// readMoved reads the bytes of ref at view v, a newer commit than the one
+// ref was planned at (refresh.go): the extent may have moved, the file's
+// bytes have not, so they are read as the file's content at its offset.
+func readMoved(ref *DataRef, v *btrfsread.FS, p []byte) error {
+	sv, err := sameSubvol(ref.Subvol, v)
+	if err != nil {
+		return err
+	}
+	n, err := sv.ReadAt(ref.Ino, p, int64(ref.FileOffset))
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = fmt.Errorf("subvolume %s inode %d is shorter than %d bytes at a newer commit", subvolName(sv), ref.Ino, ref.FileOffset+uint64(len(p)))
+	}
+	return err
 }
 
 // appendData completes the data command whose prefix (appendPrefix) is

@@ -152,8 +152,12 @@ func (s *Stream) getPlan(ctx context.Context) (*plan, error) {
 	if s.plan != nil {
 		return s.plan, nil
 	}
-	b := newPlanBuilder(s.enc)
-	if err := s.runChecked(ctx, b); err != nil {
+	var b *planBuilder
+	err := s.withRefresh(func() error {
+		b = newPlanBuilder(s.enc)
+		return s.runChecked(ctx, b)
+	})
+	if err != nil {
 		return nil, err
 	}
 	p := b.finish(s.read)

@@ -24,12 +24,19 @@ func (s *Stream) ReadPrefixAt(ctx context.Context, p []byte, off int64) (int, er
 	if off < 0 || end > PrefixLimit {
 		return 0, fmt.Errorf("sendgen: prefix read of %d bytes at %d is beyond the first %d bytes", len(p), off, PrefixLimit)
 	}
-	sink := &prefixSink{enc: s.enc, read: s.read, want: end}
-	sink.out = appendStreamHeader(make([]byte, 0, end+cmdBufSize), s.enc.proto)
-	if int64(len(sink.out)) < end {
-		if err := s.runChecked(ctx, sink); err != nil && !errors.Is(err, errPrefixDone) {
-			return 0, err
+	var sink *prefixSink
+	err := s.withRefresh(func() error {
+		sink = &prefixSink{enc: s.enc, read: s.read, want: end}
+		sink.out = appendStreamHeader(make([]byte, 0, end+cmdBufSize), s.enc.proto)
+		if int64(len(sink.out)) < end {
+			if err := s.runChecked(ctx, sink); err != nil && !errors.Is(err, errPrefixDone) {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	if off >= int64(len(sink.out)) {
 		return 0, io.EOF

@@ -11,10 +11,10 @@ import (
 	"sendfs/btrfsread"
 )
 
-// formatVersion is part of every CacheKey. Bump it whenever the bytes the
-// engine or the encoder produce for the same input change, so that cached
-// sizes and plans from older builds are not trusted.
-const formatVersion = 1
+// OutputVersion is part of every CacheKey. Bump it whenever the bytes the
+// engine or the encoder produce for the same input could change, so that
+// sizes cached by older builds are not trusted.
+const OutputVersion = 2
 
 // Options select what the stream contains, as the kernel's send ioctl
 // flags do. The zero value is the kernel's default: protocol 1, file data
@@ -98,8 +98,13 @@ func (o Options) String() string {
 // Stream is one send stream: child, incremental from parent when parent is
 // not nil. It is safe for concurrent use.
 type Stream struct {
+	// pairMu guards child, parent and clones, which a refresh moves to a
+	// newer view of a live filesystem (refresh.go). Their names stay those
+	// of the first view: they are part of the bytes.
+	pairMu        sync.Mutex
 	child, parent *btrfsread.Subvolume
-	opts          Options
+	clones        []*btrfsread.Subvolume // opts.CloneSources, moved with the pair
+	key           string                 // CacheKey, fixed when the stream is described
 	enc           encoder
 	// gen runs the engine into out; tests replace it with a synthetic
 	// command sequence.
@@ -125,7 +130,15 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 	if !child.ReadOnly() && !opts.AllowWritable {
 		return nil, fmt.Errorf("sendgen: subvolume %s is not read-only (send a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(child))
 	}
-	others := opts.CloneSources
+	clones := opts.CloneSources
+	if moved(child, parent, clones) {
+		// Views of one live filesystem: read them all at the newest.
+		var err error
+		if child, parent, clones, err = atView(child, parent, clones, child.FS().Latest()); err != nil {
+			return nil, err
+		}
+	}
+	others := clones
 	if parent != nil {
 		others = append([]*btrfsread.Subvolume{parent}, others...)
 	}
@@ -143,9 +156,13 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 			return nil, fmt.Errorf("sendgen: %s subvolume %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", role, subvolName(sv))
 		}
 	}
-	s := &Stream{child: child, parent: parent, opts: opts, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
+	s := &Stream{child: child, parent: parent, clones: clones, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
+	s.key = cacheKey(child, parent, opts)
 	s.gen = func(ctx context.Context, out emitter) error {
-		return run(ctx, child, parent, opts, out)
+		child, parent, clones := s.pair()
+		o := opts
+		o.CloneSources = clones
+		return run(ctx, child, parent, o, out)
 	}
 	return s, nil
 }
@@ -166,8 +183,12 @@ func (s *Stream) Size(ctx context.Context) (int64, error) {
 	if s.size >= 0 {
 		return s.size, nil
 	}
-	c := counter{enc: s.enc, n: int64(streamHeaderLen)}
-	if err := s.runChecked(ctx, &c); err != nil {
+	var c counter
+	err := s.withRefresh(func() error {
+		c = counter{enc: s.enc, n: int64(streamHeaderLen)}
+		return s.runChecked(ctx, &c)
+	})
+	if err != nil {
 		return 0, err
 	}
 	s.size = c.n
@@ -210,19 +231,27 @@ func (s *Stream) runChecked(ctx context.Context, out emitter) error {
 }
 
 // CacheKey identifies the stream's bytes: the same key always means the same
-// bytes (uuids, generations, options).
-func (s *Stream) CacheKey() string {
-	parent := "full"
-	if s.parent != nil {
-		parent = subvolKey(s.parent)
+// bytes. It is fixed when the stream is described.
+func (s *Stream) CacheKey() string { return s.key }
+
+// cacheKey is built from everything that shapes the bytes: the output
+// version of this build, both subvolumes as the stream names them, and the
+// options. An option that changes the bytes must be part of Options.String.
+func cacheKey(child, parent *btrfsread.Subvolume, opts Options) string {
+	p := "full"
+	if parent != nil {
+		p = subvolKey(parent)
 	}
-	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s %s", formatVersion, subvolKey(s.child), parent, s.opts)
+	return fmt.Sprintf("sendfs-stream/%d child=%s parent=%s %s", OutputVersion, subvolKey(child), p, opts)
 }
 
-// subvolKey names a subvolume's exact state: a read-only snapshot keeps its
-// generation and ctransid; a writable one changes them when written.
+// subvolKey names a subvolume's exact state: its name as SUBVOL and
+// SNAPSHOT carry it (a rename changes it), the identities a receiver sees,
+// and the transids (a read-only snapshot keeps them; a writable one changes
+// them when written).
 func subvolKey(sv *btrfsread.Subvolume) string {
-	return fmt.Sprintf("%x:%d:%d", sv.Root.UUID, sv.Root.Generation, sv.Root.CTransid)
+	r := &sv.Root
+	return fmt.Sprintf("%q:%x:%x:%d:%d:%d", sv.Name, r.UUID, r.ReceivedUUID, r.Generation, r.CTransid, r.STransid)
 }
 
 // checker sits between the engine and a sink: it enforces the stream's

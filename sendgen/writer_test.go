@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
+
+	"sendfs/btrfsread"
 )
 
 // failWriter accepts limit bytes, then fails.
@@ -85,4 +88,67 @@ func TestWriteToProgress(t *testing.T) {
 	if err != nil || last != n || calls < 2 {
 		t.Fatalf("WriteTo = %d, %v; last progress %d after %d calls", n, err, last, calls)
 	}
+}
+
+// TestWriteResume: a pass that fails midway and a pass that resumes it
+// (writeFrom, as WriteTo runs them after a refresh) write the stream once,
+// byte for byte; a resuming pass that generates other commands, or other
+// command boundaries, fails instead of joining two streams.
+func TestWriteResume(t *testing.T) {
+	cmds := sampleCommands(1000)
+	var want bytes.Buffer
+	if _, err := synthStream(t, 1, cmds).WriteTo(context.Background(), &want, nil); err != nil {
+		t.Fatal(err)
+	}
+	errMoved := &btrfsread.CorruptError{Logical: 0x1000, Reason: "moved"}
+	for _, stop := range []int{1, 2, 7, len(cmds) / 2, len(cmds) - 1} {
+		s := synthStream(t, 1, cmds)
+		replay := s.gen
+		s.gen = func(ctx context.Context, out emitter) error {
+			return replay(ctx, &stopAfter{next: out, n: stop, err: errMoved})
+		}
+		var got bytes.Buffer
+		at, err := s.writeFrom(context.Background(), &got, resumePoint{}, nil)
+		if !errors.Is(err, errMoved) || at.off != int64(got.Len()) {
+			t.Fatalf("stop %d: first pass = %+v, %v; wrote %d", stop, at, err, got.Len())
+		}
+		s.gen = replay
+		if at, err = s.writeFrom(context.Background(), &got, at, nil); err != nil || at.off != int64(want.Len()) {
+			t.Fatalf("stop %d: resumed pass = %+v, %v", stop, at, err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("stop %d: resumed stream differs from the stream written at once", stop)
+		}
+
+		// The resuming pass sees other commands (the snapshot changed).
+		other := slices.Clone(cmds)
+		other[0].Attrs = append(slices.Clone(other[0].Attrs), 0)
+		s2 := synthStream(t, 1, other)
+		s.gen = func(ctx context.Context, out emitter) error {
+			return replay(ctx, &stopAfter{next: out, n: stop, err: errMoved})
+		}
+		var w bytes.Buffer
+		at, _ = s.writeFrom(context.Background(), &w, resumePoint{}, nil)
+		if at.off <= int64(streamHeaderLen) {
+			continue // nothing but the header written: any pass may follow
+		}
+		if _, err := s2.writeFrom(context.Background(), &w, at, nil); !errors.Is(err, errResumeMismatch) {
+			t.Fatalf("stop %d: resuming with other commands: %v, want errResumeMismatch", stop, err)
+		}
+	}
+}
+
+// stopAfter passes n commands on, then fails with err.
+type stopAfter struct {
+	next emitter
+	n    int
+	err  error
+}
+
+func (s *stopAfter) emit(c *Command) error {
+	if s.n == 0 {
+		return s.err
+	}
+	s.n--
+	return s.next.emit(c)
 }

@@ -3,7 +3,6 @@ package test
 import (
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -19,10 +18,7 @@ import (
 // SENDFS_BENCH_SMALL=1 makes the subvolume ten times smaller.
 func BenchmarkReadAll(b *testing.B) {
 	requireRoot(b)
-	scale := 1
-	if os.Getenv("SENDFS_BENCH_SMALL") != "" {
-		scale = 10
-	}
+	scale := benchScale()
 	fs := newFS(b, fsOpts{Size: 8 << 30})
 	sv := subvolCreate(b, fs, "data")
 	var total int64

@@ -22,10 +22,7 @@ import (
 // SENDFS_BENCH_SMALL=1 makes every dataset ten times smaller.
 func BenchmarkSend(b *testing.B) {
 	requireRoot(b)
-	scale := 1
-	if os.Getenv("SENDFS_BENCH_SMALL") != "" {
-		scale = 10
-	}
+	scale := benchScale()
 	fs := newFS(b, fsOpts{Size: 16 << 30})
 	start := time.Now()
 	big := subvolCreate(b, fs, "big")
@@ -36,13 +33,7 @@ func BenchmarkSend(b *testing.B) {
 
 	nfiles := 100000 / scale
 	small := subvolCreate(b, fs, "small")
-	for i := range nfiles {
-		dir := filepath.Join(small, fmt.Sprintf("d%03d", i/1000))
-		if i%1000 == 0 {
-			mustMkdir(b, dir)
-		}
-		writeFile(b, filepath.Join(dir, fmt.Sprintf("f%d", i)), patterned(1+i%4000, uint64(i)))
-	}
+	smallFiles(b, small, nfiles, 4000)
 	snapshotRO(b, fs, "small", "snaps/small")
 	touch := func(n int) {
 		for i := range n {

@@ -81,7 +81,11 @@ func runList(_ context.Context, opts ListOptions, con *console, args []string) e
 		return err
 	}
 	defer fsys.Close()
-	all, err := fsys.Subvolumes()
+	var all []*btrfsread.Subvolume
+	err = fsys.Retry(func(v *btrfsread.FS) error { // a live filesystem may commit meanwhile
+		all, err = v.Subvolumes()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cannot list subvolumes: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -24,6 +25,7 @@ type MountOptions struct {
 	Proto          int
 	ProtoSet       bool // --proto was given
 	CompressedData bool
+	Refresh        time.Duration
 }
 
 // AddFlags defines the mount flags on f.
@@ -32,6 +34,7 @@ func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")
+	f.DurationVar(&o.Refresh, "refresh", 2*time.Second, "look for new, renamed and deleted snapshots this often (`DURATION`, e.g. 2s, 1m; 0 = never)")
 	f.IntVar(&o.Proto, "proto", 1, "serve streams of protocol version `N`: 1, 2, or 0 for the highest sendfs supports (2)")
 	f.BoolVar(&o.CompressedData, "compressed-data", false, "serve streams with compressed extents as stored, as 'sendfs send --compressed-data' (implies --proto 2)")
 	o.DeviceOptions.AddFlags(f)
@@ -125,6 +128,9 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 	if len(args) < 2 {
 		return usageErrorf("need DEVICE... and MOUNTPOINT")
 	}
+	if opts.Refresh < 0 {
+		return usageErrorf("--refresh %s: give a duration of 0 (never) or more", opts.Refresh)
+	}
 	devices, mountpoint := args[:len(args)-1], args[len(args)-1]
 	for _, d := range devices {
 		if st, err := os.Stat(d); err == nil && st.IsDir() && !opts.Scan { // --scan searches directories
@@ -163,6 +169,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		CacheDir:      opts.CacheDir,
 		Logger:        log,
 		Stream:        sendgen.Options{Protocol: proto, CompressedData: opts.CompressedData},
+		Refresh:       opts.Refresh,
 	})
 	if err != nil {
 		return err
@@ -182,6 +189,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		return err
 	}
 	go root.Warm(max(1, runtime.NumCPU()/2))
+	go root.Follow()
 
 	unmounted := make(chan struct{})
 	go func() {

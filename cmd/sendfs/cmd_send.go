@@ -361,10 +361,15 @@ func goodParent(all []*btrfsread.Subvolume, child *btrfsread.Subvolume, clones [
 // path quoted as 'sendfs list' prints names that are not UTF-8 or hold
 // control characters ("bad\xff") is taken unquoted.
 func findSubvol(fsys *btrfsread.FS, spec, role string) (*btrfsread.Subvolume, error) {
-	sv, err := fsys.FindSubvolume(spec)
-	if u, uerr := strconv.Unquote(spec); errors.Is(err, btrfsread.ErrNotFound) && uerr == nil && spec[0] == '"' {
-		sv, err = fsys.FindSubvolume(u)
-	}
+	var sv *btrfsread.Subvolume
+	err := fsys.Latest().Retry(func(v *btrfsread.FS) error { // a live filesystem may commit meanwhile
+		var err error
+		sv, err = v.FindSubvolume(spec)
+		if u, uerr := strconv.Unquote(spec); errors.Is(err, btrfsread.ErrNotFound) && uerr == nil && spec[0] == '"' {
+			sv, err = v.FindSubvolume(u)
+		}
+		return err
+	})
 	if errors.Is(err, btrfsread.ErrNotFound) {
 		return nil, fmt.Errorf("no %s %q on this filesystem; give its path as 'sendfs list' prints it, its id or its uuid", role, spec)
 	}
