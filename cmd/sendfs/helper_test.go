@@ -17,9 +17,9 @@ func TestHelperArgs(t *testing.T) {
 	flags.VisitAll(func(f *pflag.Flag) {
 		opt, want := strings.ReplaceAll(f.Name, "-", "_"), "--"+f.Name+"=true"
 		if f.Value.Type() != "bool" {
-			v := "x"
-			if f.Value.Type() == "int" {
-				v = "2"
+			v := map[string]string{"int": "2", "duration": "5s"}[f.Value.Type()]
+			if v == "" {
+				v = "x"
 			}
 			opt, want = opt+"="+v, "--"+f.Name+"="+v
 		}
