@@ -174,15 +174,11 @@ func (sv *Subvolume) Extents(ino, from uint64, fn func(off uint64, e *FileExtent
 			start = prev.Key.Offset
 		}
 	}
-	err = t.Walk(Key{ino, ExtentDataKey, start}, Key{ino, ExtentDataKey, ^uint64(0)}, func(it Item) error {
+	return t.Walk(Key{ino, ExtentDataKey, start}, Key{ino, ExtentDataKey, ^uint64(0)}, func(it Item) error {
 		e, err := ParseFileExtent(it.Data)
 		if err != nil {
 			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", it.Key.Offset), err)
 		}
 		return fn(it.Key.Offset, &e)
 	})
-	if errors.Is(err, ErrStopWalk) {
-		return nil
-	}
-	return err
 }

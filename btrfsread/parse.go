@@ -110,18 +110,16 @@ func validXattrName(name []byte) error {
 	return nil
 }
 
-var nameHashTable = crc32.MakeTable(crc32.Castagnoli)
-
 // NameHash is the key offset of a DIR_ITEM or XATTR_ITEM: raw crc32c of the
 // name with seed 0xFFFFFFFE and no final inversion.
 func NameHash(name []byte) uint64 {
-	return uint64(^crc32.Update(1, nameHashTable, name))
+	return uint64(^crc32.Update(1, crc32cTable, name))
 }
 
 // ExtrefHash is the key offset of an INODE_EXTREF: raw crc32c of the name
 // seeded with the parent inode number.
 func ExtrefHash(parent uint64, name []byte) uint64 {
-	return uint64(^crc32.Update(^uint32(parent), nameHashTable, name))
+	return uint64(^crc32.Update(^uint32(parent), crc32cTable, name))
 }
 
 // inodeItemSize is the on-disk size of btrfs_inode_item.

@@ -1,6 +1,7 @@
 package sendgen
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -42,7 +43,7 @@ func (s *sendCtx) cloneRoots() []*btrfsread.Subvolume {
 	}
 	roots = append(roots, s.opts.CloneSources...)
 	// Stable: of two equal roots the send root or parent, listed first, stays.
-	slices.SortStableFunc(roots, func(a, b *btrfsread.Subvolume) int { return cmpUint(a.ID, b.ID) })
+	slices.SortStableFunc(roots, func(a, b *btrfsread.Subvolume) int { return cmp.Compare(a.ID, b.ID) })
 	s.roots = slices.CompactFunc(roots, func(a, b *btrfsread.Subvolume) bool { return a.ID == b.ID })
 	return s.roots
 }
@@ -144,7 +145,10 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 					continue
 				}
 				fe, err := btrfsread.ParseFileExtent(it.Data)
-				if err != nil || fe.Type == btrfsread.ExtentInline || fe.DiskBytenr != bytenr {
+				if err != nil {
+					return nil, fmt.Errorf("extent item %v in the leaf at logical %d: %w", it.Key, br.Parent, err)
+				}
+				if fe.Type == btrfsread.ExtentInline || fe.DiskBytenr != bytenr {
 					continue
 				}
 				for _, root := range roots {
@@ -177,7 +181,7 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 				}
 				return nil
 			})
-			if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+			if err != nil && !notFound(err) {
 				return nil, err
 			}
 		}
@@ -194,23 +198,13 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 		}
 		switch {
 		case a.root.ID != b.root.ID:
-			return cmpUint(a.root.ID, b.root.ID)
+			return cmp.Compare(a.root.ID, b.root.ID)
 		case a.ino != b.ino:
-			return cmpUint(b.ino, a.ino)
+			return cmp.Compare(b.ino, a.ino)
 		}
-		return cmpUint(b.key, a.key)
+		return cmp.Compare(b.key, a.key)
 	})
 	return cands, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // maxExtentSpan bounds how far past a backref's offset its items can start:
@@ -228,7 +222,7 @@ func (s *sendCtx) hasExtentItem(root *btrfsread.Subvolume, k btrfsread.Key, fe *
 	}
 	other, err := btrfsread.ParseFileExtent(it.Data)
 	if err != nil {
-		return false, nil
+		return false, fmt.Errorf("extent item %v of subvolume %d: %w", k, root.ID, err)
 	}
 	return other.DiskBytenr == fe.DiskBytenr && other.Offset == fe.Offset && other.NumBytes == fe.NumBytes, nil
 }
@@ -329,7 +323,7 @@ func (s *sendCtx) cloneRange(src *cloneSource, extOff uint64, fe *btrfsread.File
 		dataOffset += cloneLen
 		return nil
 	})
-	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+	if err != nil && !notFound(err) {
 		return err
 	}
 	if length > 0 {

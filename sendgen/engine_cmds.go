@@ -1,6 +1,7 @@
 package sendgen
 
 import (
+	"bytes"
 	"fmt"
 	"math/bits"
 
@@ -312,7 +313,7 @@ func (s *sendCtx) changedXattr(c btrfsread.Change) error {
 	}
 	for _, x := range left {
 		old := findXattr(right, x.Name)
-		if old == nil || !sameName(old.Data, x.Data) {
+		if old == nil || !bytes.Equal(old.Data, x.Data) {
 			if err := s.processNewXattr(x); err != nil {
 				return err
 			}
@@ -330,7 +331,7 @@ func (s *sendCtx) changedXattr(c btrfsread.Change) error {
 
 func findXattr(xs []btrfsread.DirItem, name []byte) *btrfsread.DirItem {
 	for i := range xs {
-		if sameName(xs[i].Name, name) {
+		if bytes.Equal(xs[i].Name, name) {
 			return &xs[i]
 		}
 	}

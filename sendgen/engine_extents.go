@@ -1,7 +1,6 @@
 package sendgen
 
 import (
-	"errors"
 	"fmt"
 
 	"sendfs/btrfsread"
@@ -69,7 +68,7 @@ func (s *sendCtx) processExtent(off uint64, fe *btrfsread.FileExtent) error {
 		if same {
 			return s.maybeSendHole(key, fe)
 		}
-	} else if fe.Type == btrfsread.ExtentPrealloc || (fe.Type == btrfsread.ExtentReg && fe.DiskBytenr == 0) {
+	} else if fe.IsHole() {
 		// New inode: prealloc and holes are simply not written.
 		return nil
 	}
@@ -274,7 +273,7 @@ func (s *sendCtx) isExtentUnchanged(off uint64, left *btrfsread.FileExtent) (boo
 		result = prevEnd >= leftEnd // if no item follows
 		return nil
 	})
-	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+	if err != nil && !notFound(err) {
 		return false, err
 	}
 	if !seen {
@@ -296,17 +295,13 @@ func extentsFromPrevious(root *btrfsread.Subvolume, ino, off uint64, fn func(k u
 		return err
 	}
 	to := btrfsread.Key{ObjectID: ino, Type: btrfsread.ExtentDataKey, Offset: ^uint64(0)}
-	err := t.Walk(from, to, func(it btrfsread.Item) error {
+	return t.Walk(from, to, func(it btrfsread.Item) error {
 		fe, err := btrfsread.ParseFileExtent(it.Data)
 		if err != nil {
 			return fmt.Errorf("extent %v: %w", it.Key, err)
 		}
 		return fn(it.Key.Offset, &fe)
 	})
-	if errors.Is(err, btrfsread.ErrStopWalk) {
-		return nil
-	}
-	return err
 }
 
 // pageSize is the kernel page size the kernel's send assumes for inline
@@ -352,7 +347,7 @@ func (s *sendCtx) rangeIsHoleInParent(start, end uint64) (bool, error) {
 		}
 		return nil
 	})
-	if err != nil && err != btrfsread.ErrStopWalk && !notFound(err) {
+	if err != nil && !notFound(err) {
 		return false, err
 	}
 	return hole, nil
