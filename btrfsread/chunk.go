@@ -83,18 +83,18 @@ func parseChunk(logical uint64, b []byte) (chunk, int, error) {
 	bad := func(format string, args ...any) (chunk, int, error) {
 		return chunk{}, 0, &CorruptError{Logical: logical, Reason: "chunk item: " + fmt.Sprintf(format, args...)}
 	}
-	le := binary.LittleEndian
-	if len(b) < chunkItemSize {
+	var raw rawChunk
+	if _, err := binary.Decode(b, binary.LittleEndian, &raw); err != nil {
 		return bad("%d bytes, too short", len(b))
 	}
 	c := chunk{
 		logical:    logical,
-		length:     le.Uint64(b[0:]),
-		stripeLen:  le.Uint64(b[16:]),
-		typ:        le.Uint64(b[24:]),
-		subStripes: int(le.Uint16(b[46:])),
+		length:     raw.Length,
+		stripeLen:  raw.StripeLen,
+		typ:        raw.Type,
+		subStripes: int(raw.SubStripes),
 	}
-	n := int(le.Uint16(b[44:]))
+	n := int(raw.NumStripes)
 	size := chunkItemSize + n*chunkStripeLen
 	switch {
 	case n == 0:
@@ -112,10 +112,11 @@ func parseChunk(logical uint64, b []byte) (chunk, int, error) {
 	}
 	c.stripes = make([]stripe, n)
 	for i := range c.stripes {
-		s := b[chunkItemSize+i*chunkStripeLen:]
-		c.stripes[i].devid = le.Uint64(s[0:])
-		c.stripes[i].offset = le.Uint64(s[8:])
-		copy(c.stripes[i].devUUID[:], s[16:32])
+		var s rawStripe
+		if _, err := binary.Decode(b[chunkItemSize+i*chunkStripeLen:], binary.LittleEndian, &s); err != nil {
+			return bad("stripe %d: %v", i, err)
+		}
+		c.stripes[i] = stripe{devid: s.DevID, offset: s.Offset, devUUID: s.DevUUID}
 	}
 	if need, ok := minStripes[c.profile()]; ok && n < need || !c.stripeCountFits(n) {
 		return bad("%d stripes (sub_stripes %d) impossible for type 0x%x", n, c.subStripes, c.typ)

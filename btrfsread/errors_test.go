@@ -2,9 +2,7 @@ package btrfsread
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,7 +12,7 @@ import (
 
 // patchSuperblocks applies edit to every crc32c superblock copy of img and
 // fixes the checksums, to fake features mkfs cannot make.
-func patchSuperblocks(t testing.TB, img string, edit func(sb []byte)) {
+func patchSuperblocks(t testing.TB, img string, edit func(*rawSuperblock)) {
 	t.Helper()
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
 	must(t, err)
@@ -28,18 +26,14 @@ func patchSuperblocks(t testing.TB, img string, edit func(sb []byte)) {
 		sb := make([]byte, superSize)
 		_, err := f.ReadAt(sb, off)
 		must(t, err)
-		edit(sb)
-		binary.LittleEndian.PutUint32(sb, crc32.Checksum(sb[superCsumEnd:], crc32cTable))
-		_, err = f.WriteAt(sb, off)
+		_, err = f.WriteAt(patchSuperblock(sb, edit), off)
 		must(t, err)
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
-	setIncompat := func(bit uint64) func([]byte) {
-		return func(sb []byte) {
-			binary.LittleEndian.PutUint64(sb[0xbc:], binary.LittleEndian.Uint64(sb[0xbc:])|bit)
-		}
+	setIncompat := func(bit uint64) func(*rawSuperblock) {
+		return func(r *rawSuperblock) { r.IncompatFlags |= bit }
 	}
 	cases := []struct {
 		name     string
@@ -61,7 +55,7 @@ func TestOpenErrors(t *testing.T) {
 		}, ErrNotBtrfs, "empty is not a btrfs filesystem"},
 		{"bad checksum everywhere", func(t *testing.T) []string {
 			img := newTestImage(t, 300)
-			patchSuperblocks(t, img, func(sb []byte) {})
+			patchSuperblocks(t, img, func(*rawSuperblock) {})
 			f, err := os.OpenFile(img, os.O_RDWR, 0)
 			must(t, err)
 			defer f.Close()
@@ -102,7 +96,7 @@ func TestOpenErrors(t *testing.T) {
 		}, ErrUnsupported, "unknown bit 15"},
 		{"unknown csum type", func(t *testing.T) []string {
 			img := newTestImage(t, 300)
-			patchSuperblocks(t, img, func(sb []byte) { binary.LittleEndian.PutUint16(sb[0xc4:], 9) })
+			patchSuperblocks(t, img, func(r *rawSuperblock) { r.CsumType = 9 })
 			return []string{img}
 		}, ErrUnsupported, "checksum type 9"},
 		{"seeding", func(t *testing.T) []string {

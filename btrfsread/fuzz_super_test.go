@@ -12,10 +12,11 @@ func FuzzSuperblock(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sb := make([]byte, superSize)
 		copy(sb, data)
-		copy(sb[0x40:], superMagic)
-		copy(sb[0x30:], []byte{0, 0, 1, 0, 0, 0, 0, 0}) // bytenr 64 KiB
-		sb[0xc4], sb[0xc5] = 0, 0                       // crc32c
-		copy(sb, crc32cSum(sb[superCsumEnd:]))
+		sb = patchSuperblock(sb, func(r *rawSuperblock) {
+			copy(r.Magic[:], superMagic)
+			r.Bytenr = uint64(superOffsets[0])
+			r.CsumType = 0 // crc32c
+		})
 		if _, err := parseSuperblock(sb, uint64(superOffsets[0])); err != nil {
 			return
 		}

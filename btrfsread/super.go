@@ -9,18 +9,13 @@ import (
 	"strings"
 )
 
-// Superblock layout (docs/FORMAT.md §2.1).
+// Superblock layout (docs/FORMAT.md §2.1; the fields are rawSuperblock's).
 const (
-	superSize         = 4096
-	superCsumEnd      = 0x20 // the checksum covers [superCsumEnd, superSize)
-	superMagic        = "_BHRfS_M"
-	devItemSize       = 98
-	sysChunkArrayMax  = 2048
-	superOffDevItem   = 0xc9
-	superOffLabel     = 0x12b
-	superOffMetaUUID  = 0x23b
-	superOffSysChunks = 0x32b
-	maxTreeLevel      = 8 // BTRFS_MAX_LEVEL: levels are 0..7
+	superSize        = 4096
+	superCsumEnd     = 32 // the checksum covers [superCsumEnd, superSize)
+	superMagic       = "_BHRfS_M"
+	sysChunkArrayMax = 2048
+	maxTreeLevel     = 8 // BTRFS_MAX_LEVEL: levels are 0..7
 )
 
 // superOffsets are the physical offsets of the superblock copies.
@@ -99,13 +94,8 @@ type devItem struct {
 	fsid       UUID
 }
 
-func parseDevItem(b []byte) devItem {
-	var d devItem
-	d.devid = binary.LittleEndian.Uint64(b[0:])
-	d.totalBytes = binary.LittleEndian.Uint64(b[8:])
-	copy(d.uuid[:], b[66:82])
-	copy(d.fsid[:], b[82:98])
-	return d
+func decodeDevItem(r *rawDevItem) devItem {
+	return devItem{devid: r.DevID, totalBytes: r.TotalBytes, uuid: r.UUID, fsid: r.FSID}
 }
 
 // superblock is a decoded, checksum-verified superblock copy.
@@ -144,11 +134,14 @@ func parseSuperblock(b []byte, at uint64) (*superblock, error) {
 	if len(b) != superSize {
 		return nil, fmt.Errorf("superblock is %d bytes, want %d", len(b), superSize)
 	}
-	le := binary.LittleEndian
-	if string(b[0x40:0x48]) != superMagic {
+	var raw rawSuperblock
+	if _, err := binary.Decode(b, binary.LittleEndian, &raw); err != nil {
+		return nil, err
+	}
+	if string(raw.Magic[:]) != superMagic {
 		return nil, errNoMagic
 	}
-	sb := &superblock{csumType: le.Uint16(b[0xc4:])}
+	sb := &superblock{csumType: raw.CsumType}
 	algo, err := csumAlgoFor(sb.csumType)
 	if err != nil {
 		return nil, err
@@ -157,37 +150,36 @@ func parseSuperblock(b []byte, at uint64) (*superblock, error) {
 	if !bytes.Equal(algo.sum(b[superCsumEnd:]), b[:algo.size]) {
 		return nil, &CorruptError{Reason: fmt.Sprintf("superblock at physical 0x%x: %s checksum mismatch", at, algo.name)}
 	}
-	copy(sb.fsid[:], b[0x20:0x30])
-	sb.bytenr = le.Uint64(b[0x30:])
-	sb.flags = le.Uint64(b[0x38:])
-	sb.generation = le.Uint64(b[0x48:])
-	sb.root = le.Uint64(b[0x50:])
-	sb.chunkRoot = le.Uint64(b[0x58:])
-	sb.totalBytes = le.Uint64(b[0x70:])
-	sb.bytesUsed = le.Uint64(b[0x78:])
-	sb.numDevices = le.Uint64(b[0x88:])
-	sb.sectorSize = le.Uint32(b[0x90:])
-	sb.nodeSize = le.Uint32(b[0x94:])
-	sysSize := le.Uint32(b[0xa0:])
-	sb.chunkRootGeneration = le.Uint64(b[0xa4:])
-	sb.compatRO = le.Uint64(b[0xb4:])
-	sb.incompat = le.Uint64(b[0xbc:])
-	sb.rootLevel = b[0xc6]
-	sb.chunkRootLevel = b[0xc7]
-	sb.dev = parseDevItem(b[superOffDevItem : superOffDevItem+devItemSize])
-	label := b[superOffLabel : superOffLabel+256]
+	sb.fsid = raw.FSID
+	sb.bytenr = raw.Bytenr
+	sb.flags = raw.Flags
+	sb.generation = raw.Generation
+	sb.root = raw.Root
+	sb.chunkRoot = raw.ChunkRoot
+	sb.totalBytes = raw.TotalBytes
+	sb.bytesUsed = raw.BytesUsed
+	sb.numDevices = raw.NumDevices
+	sb.sectorSize = raw.SectorSize
+	sb.nodeSize = raw.NodeSize
+	sb.chunkRootGeneration = raw.ChunkRootGeneration
+	sb.compatRO = raw.CompatROFlags
+	sb.incompat = raw.IncompatFlags
+	sb.rootLevel = raw.RootLevel
+	sb.chunkRootLevel = raw.ChunkRootLevel
+	sb.dev = decodeDevItem(&raw.DevItem)
+	label := raw.Label[:]
 	if i := bytes.IndexByte(label, 0); i >= 0 {
 		label = label[:i]
 	}
 	sb.label = string(label)
 	sb.metadataUUID = sb.fsid
 	if sb.incompat&incompatMetadataUUID != 0 {
-		copy(sb.metadataUUID[:], b[superOffMetaUUID:superOffMetaUUID+16])
+		sb.metadataUUID = raw.MetadataUUID
 	}
-	if sysSize > sysChunkArrayMax {
-		return nil, sb.corrupt(at, "sys_chunk_array_size %d exceeds %d", sysSize, sysChunkArrayMax)
+	if raw.SysChunkArraySize > sysChunkArrayMax {
+		return nil, sb.corrupt(at, "sys_chunk_array_size %d exceeds %d", raw.SysChunkArraySize, sysChunkArrayMax)
 	}
-	sb.sysChunkArray = append([]byte(nil), b[superOffSysChunks:superOffSysChunks+int(sysSize)]...)
+	sb.sysChunkArray = append([]byte(nil), raw.SysChunkArray[:raw.SysChunkArraySize]...)
 	if sb.bytenr != at {
 		return nil, sb.corrupt(at, "bytenr 0x%x does not match its location", sb.bytenr)
 	}

@@ -22,60 +22,74 @@ const (
 var synthDevUUID = UUID{0xde, 0xf}
 
 func synthChunkItem() []byte {
-	b := make([]byte, chunkItemSize+chunkStripeLen)
-	le := binary.LittleEndian
-	le.PutUint64(b[0:], synthChunkLen)
-	le.PutUint64(b[8:], ExtentTreeID)
-	le.PutUint64(b[16:], 64<<10)
-	le.PutUint64(b[24:], 2) // SYSTEM
-	le.PutUint32(b[32:], 4096)
-	le.PutUint32(b[36:], 4096)
-	le.PutUint32(b[40:], 4096)
-	le.PutUint16(b[44:], 1)
-	le.PutUint16(b[46:], 1)
-	le.PutUint64(b[48:], 1) // devid
-	le.PutUint64(b[56:], synthChunk)
-	copy(b[64:], synthDevUUID[:])
+	b, _ := binary.Append(nil, binary.LittleEndian, rawChunk{
+		Length: synthChunkLen, Owner: ExtentTreeID, StripeLen: 64 << 10,
+		Type:    2, // SYSTEM (block group type bit 1)
+		IOAlign: 4096, IOWidth: 4096, SectorSize: 4096, NumStripes: 1, SubStripes: 1,
+	})
+	b, _ = binary.Append(b, binary.LittleEndian, rawStripe{DevID: 1, Offset: synthChunk, DevUUID: synthDevUUID})
 	return b
 }
 
+var synthDev = rawDevItem{DevID: 1, TotalBytes: synthSize, UUID: synthDevUUID, FSID: testFSID}
+
+// synthDevItem is the DEV_ITEM of the synthetic image's one device.
 func synthDevItem() []byte {
-	b := make([]byte, devItemSize)
-	binary.LittleEndian.PutUint64(b[0:], 1)
-	binary.LittleEndian.PutUint64(b[8:], synthSize)
-	copy(b[66:], synthDevUUID[:])
-	copy(b[82:], testFSID[:])
+	b, _ := binary.Append(nil, binary.LittleEndian, synthDev)
 	return b
 }
 
 // buildSuperblock makes a valid crc32c superblock for the synthetic image.
 func buildSuperblock() []byte {
-	b := make([]byte, superSize)
-	le := binary.LittleEndian
-	copy(b[0x20:], testFSID[:])
-	le.PutUint64(b[0x30:], uint64(superOffsets[0]))
-	le.PutUint64(b[0x38:], 1)
-	copy(b[0x40:], superMagic)
-	le.PutUint64(b[0x48:], synthGen)
-	le.PutUint64(b[0x50:], synthRoot)
-	le.PutUint64(b[0x58:], synthChunkRoot)
-	le.PutUint64(b[0x70:], synthSize)
-	le.PutUint64(b[0x80:], RootTreeDirID)
-	le.PutUint64(b[0x88:], 1)
-	le.PutUint32(b[0x90:], 4096)
-	le.PutUint32(b[0x94:], 4096)
-	le.PutUint32(b[0x98:], 4096)
-	le.PutUint32(b[0x9c:], 4096)
 	sys := append(make([]byte, diskKeySize), synthChunkItem()...)
 	putDiskKey(sys, Key{FirstChunkTreeObj, ChunkItemKey, synthChunk})
-	le.PutUint32(b[0xa0:], uint32(len(sys)))
-	le.PutUint64(b[0xa4:], synthGen)
-	le.PutUint64(b[0xbc:], incompatMixedBackref|incompatBigMetadata|incompatExtendedIref|incompatSkinnyMetadata|incompatNoHoles)
-	copy(b[superOffDevItem:], synthDevItem())
-	copy(b[superOffLabel:], "synthetic")
-	copy(b[superOffSysChunks:], sys)
+	raw := rawSuperblock{
+		FSID: testFSID, Bytenr: uint64(superOffsets[0]), Flags: 1, Generation: synthGen,
+		Root: synthRoot, ChunkRoot: synthChunkRoot, TotalBytes: synthSize,
+		RootDirObjectID: RootTreeDirID, NumDevices: 1,
+		SectorSize: 4096, NodeSize: 4096, LeafSize: 4096, StripeSize: 4096,
+		SysChunkArraySize: uint32(len(sys)), ChunkRootGeneration: synthGen,
+		IncompatFlags: incompatMixedBackref | incompatBigMetadata | incompatExtendedIref | incompatSkinnyMetadata | incompatNoHoles,
+		DevItem:       synthDev,
+	}
+	copy(raw.Magic[:], superMagic)
+	copy(raw.Label[:], "synthetic")
+	copy(raw.SysChunkArray[:], sys)
+	return encodeSuperblock(&raw)
+}
+
+// encodeSuperblock encodes raw with its crc32c checksum.
+func encodeSuperblock(raw *rawSuperblock) []byte {
+	b, err := binary.Append(nil, binary.LittleEndian, raw)
+	if err != nil {
+		panic(err)
+	}
 	copy(b, crc32cSum(b[superCsumEnd:]))
 	return b
+}
+
+// patchSuperblock decodes the superblock b, lets change alter it, and
+// returns it encoded again with a fresh checksum.
+func patchSuperblock(b []byte, change func(*rawSuperblock)) []byte {
+	var raw rawSuperblock
+	if _, err := binary.Decode(b, binary.LittleEndian, &raw); err != nil {
+		panic(err)
+	}
+	change(&raw)
+	return encodeSuperblock(&raw)
+}
+
+// TestRawLayouts: the raw structs are exactly the kernel's sizes, so every
+// field's offset is the kernel's.
+func TestRawLayouts(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want int
+	}{{rawSuperblock{}, superSize}, {rawDevItem{}, 98}, {rawChunk{}, chunkItemSize}, {rawStripe{}, chunkStripeLen}} {
+		if got := binary.Size(c.v); got != c.want {
+			t.Errorf("%T is %d bytes, want %d", c.v, got, c.want)
+		}
+	}
 }
 
 func crc32cSum(b []byte) []byte { return csumAlgos[CsumCRC32C].sum(b) }
@@ -128,7 +142,7 @@ func TestSyntheticImage(t *testing.T) {
 func TestSuperblockMirrors(t *testing.T) {
 	sb := buildSuperblock()
 	img := buildImage(sb)
-	img[superOffsets[0]+0x40] = 'x' // primary lost; no mirror fits in 2 MiB
+	img[superOffsets[0]+0x40] = 'x' // the magic (rawSuperblock.Magic): primary lost; no mirror fits in 2 MiB
 	if _, err := newSynthFS(t, img); !errors.Is(err, ErrNotBtrfs) {
 		t.Errorf("no valid copy: %v", err)
 	}
@@ -136,18 +150,15 @@ func TestSuperblockMirrors(t *testing.T) {
 	// A 65 MiB device has a second copy; the one with the newer generation wins.
 	big := make([]byte, superOffsets[1]+superSize)
 	copy(big, buildImage(sb))
-	mirror := bytes.Clone(sb)
-	binary.LittleEndian.PutUint64(mirror[0x30:], uint64(superOffsets[1]))
-	binary.LittleEndian.PutUint64(mirror[0x48:], synthGen+1)
-	copy(mirror[superOffDevItem+8:], binary.LittleEndian.AppendUint64(nil, uint64(len(big))))
-	copy(mirror, crc32cSum(mirror[superCsumEnd:]))
+	mirror := patchSuperblock(sb, func(r *rawSuperblock) {
+		r.Bytenr, r.Generation, r.DevItem.TotalBytes = uint64(superOffsets[1]), synthGen+1, uint64(len(big))
+	})
 	copy(big[superOffsets[1]:], mirror)
 	got, err := readSuperblock(Device{"big", bytes.NewReader(big), int64(len(big))})
 	if err != nil || got.generation != synthGen+1 {
 		t.Errorf("newest copy: %v %v", got, err)
 	}
-	mirror[0x20] ^= 1 // another filesystem's copy is ignored
-	copy(mirror, crc32cSum(mirror[superCsumEnd:]))
+	mirror = patchSuperblock(mirror, func(r *rawSuperblock) { r.FSID[0] ^= 1 }) // another filesystem's copy is ignored
 	copy(big[superOffsets[1]:], mirror)
 	got, err = readSuperblock(Device{"big", bytes.NewReader(big), int64(len(big))})
 	if err != nil || got.generation != synthGen {
@@ -162,29 +173,21 @@ func TestSuperblockMirrors(t *testing.T) {
 
 func TestSuperblockSanity(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		off  int
-		val  uint32
+		name   string
+		change func(*rawSuperblock)
 	}{
-		{"sectorsize not power of 2", 0x90, 5000},
-		{"sectorsize too small", 0x90, 2048},
-		{"nodesize below sectorsize", 0x94, 2048},
-		{"nodesize too big", 0x94, 128 << 10},
-		{"sys_chunk_array too big", 0xa0, 4000},
+		{"sectorsize not power of 2", func(r *rawSuperblock) { r.SectorSize = 5000 }},
+		{"sectorsize too small", func(r *rawSuperblock) { r.SectorSize = 2048 }},
+		{"nodesize below sectorsize", func(r *rawSuperblock) { r.NodeSize = 2048 }},
+		{"nodesize too big", func(r *rawSuperblock) { r.NodeSize = 128 << 10 }},
+		{"sys_chunk_array too big", func(r *rawSuperblock) { r.SysChunkArraySize = 4000 }},
+		{"root level 8", func(r *rawSuperblock) { r.RootLevel = maxTreeLevel }},
 	} {
-		sb := buildSuperblock()
-		binary.LittleEndian.PutUint32(sb[c.off:], c.val)
-		copy(sb, crc32cSum(sb[superCsumEnd:]))
+		sb := patchSuperblock(buildSuperblock(), c.change)
 		var ce *CorruptError
 		if _, err := parseSuperblock(sb, uint64(superOffsets[0])); !errors.As(err, &ce) {
 			t.Errorf("%s: %v", c.name, err)
 		}
-	}
-	sb := buildSuperblock()
-	sb[0xc6] = 8
-	copy(sb, crc32cSum(sb[superCsumEnd:]))
-	if _, err := parseSuperblock(sb, uint64(superOffsets[0])); err == nil {
-		t.Error("root level 8 accepted")
 	}
 	if _, err := parseSuperblock(buildSuperblock(), 12345); err == nil {
 		t.Error("superblock at the wrong place accepted")
