@@ -254,7 +254,7 @@ func (fs *FS) FindSubvolume(spec string) (*Subvolume, error) {
 // notFoundSpec turns a not-found error into the message users see.
 func notFoundSpec(spec string, err error) error {
 	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("no subvolume %s; `sendfs list DEVICE` shows them: %w", spec, ErrNotFound)
+		return fmt.Errorf("no subvolume %s: %w", spec, ErrNotFound)
 	}
 	return err
 }
