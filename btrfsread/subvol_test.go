@@ -111,7 +111,7 @@ func compareSubvolumes(t testing.TB, fs *FS, want []listedSubvol) []*Subvolume {
 		}
 	}
 	_, err = fs.FindSubvolume("no/such/subvolume")
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "sendfs list") {
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no subvolume no/such/subvolume") {
 		t.Errorf("FindSubvolume of a missing path: %v", err)
 	}
 	return svs
