@@ -274,11 +274,34 @@ func TestParseExtentItem(t *testing.T) {
 
 // TestParseTruncations feeds every prefix of valid items to the parsers:
 // each must return a value or an error, never panic.
+// TestParseTruncations: every prefix of a valid item too short to hold it is
+// a CorruptError from its parser (never a panic, never a partial item), and
+// no other parser panics on it.
 func TestParseTruncations(t *testing.T) {
-	full := [][]byte{testInodeBytes(), testRootItemBytes(20), dirEntry(Key{1, 1, 0}, 1, FtXattr, "user.x", "v")}
-	for _, b := range full {
-		for n := range len(b) {
-			parseAll(b[:n])
+	xattr := dirEntry(Key{1, 1, 0}, 1, FtXattr, "user.x", "v")
+	for _, c := range []struct {
+		name  string
+		full  []byte
+		short int // prefixes shorter than this must fail
+		parse func([]byte) error
+	}{
+		{"inode item", testInodeBytes(), 160, func(b []byte) error { _, err := ParseInodeItem(b); return err }},
+		// A root item of 239 bytes is the format before generation_v2.
+		{"root item", testRootItemBytes(20), 239, func(b []byte) error { _, err := ParseRootItem(b); return err }},
+		{"xattr item", xattr, len(xattr), func(b []byte) error {
+			_, err := ParseDirItems(Key{256, XattrItemKey, NameHash([]byte("user.x"))}, b)
+			return err
+		}},
+	} {
+		if err := c.parse(c.full); err != nil {
+			t.Fatalf("%s: the whole item: %v", c.name, err)
+		}
+		for n := range len(c.full) {
+			parseAll(c.full[:n])
+			var ce *CorruptError
+			if err := c.parse(c.full[:n]); n < c.short && !errors.As(err, &ce) {
+				t.Errorf("%s cut to %d of %d bytes: %v, want a CorruptError", c.name, n, len(c.full), err)
+			}
 		}
 	}
 }
