@@ -1,7 +1,11 @@
 package btrfsread
 
-// Data extent back references, for finding where else an extent is used
-// (the send engine clones from there instead of writing the data again).
+import "fmt"
+
+// The extent tree's view of data extents: how many references an extent
+// has and where they are (back references), for finding where else an
+// extent is used (the send engine clones from there instead of writing the
+// data again).
 
 // DataBackref is one back reference of a data extent. A direct reference
 // names the root, inode and Offset (the file offset minus the file extent's
@@ -94,4 +98,52 @@ func (fs *FS) LeafItems(logical uint64) ([]Item, error) {
 		items[i] = n.item(i)
 	}
 	return items, nil
+}
+
+// Extent item flags.
+const (
+	ExtentFlagData      = 1
+	ExtentFlagTreeBlock = 2
+)
+
+// ExtentItem is the fixed head of an EXTENT_ITEM or METADATA_ITEM: how many
+// references the extent has in total (inline and keyed backrefs together).
+type ExtentItem struct {
+	Refs       uint64
+	Generation uint64
+	Flags      uint64
+}
+
+// ParseExtentItem decodes the head of an EXTENT_ITEM or METADATA_ITEM body;
+// the inline backrefs that follow are not decoded.
+func ParseExtentItem(b []byte) (ExtentItem, error) {
+	c := newItemCursor(b, "extent item")
+	e := ExtentItem{Refs: c.u64(), Generation: c.u64(), Flags: c.u64()}
+	if c.err != nil {
+		return ExtentItem{}, c.err
+	}
+	return e, nil
+}
+
+// ExtentRefs returns how many references the data extent starting at logical
+// bytenr has (file extent items in all trees, counted by the extent tree),
+// from its EXTENT_ITEM (bytenr, 168, length). The send engine uses it to tell
+// shared extents, which may be cloned, from private ones.
+func (fs *FS) ExtentRefs(bytenr uint64) (uint64, error) {
+	t, err := fs.Tree(ExtentTreeID)
+	if err != nil {
+		return 0, err
+	}
+	it, err := t.SearchBefore(Key{bytenr, ExtentItemKey, ^uint64(0)})
+	if err == nil && (it.Key.ObjectID != bytenr || it.Key.Type != ExtentItemKey) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, err)
+	}
+	e, err := ParseExtentItem(it.Data)
+	if err != nil {
+		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, err)
+	}
+	return e.Refs, nil
 }

@@ -401,28 +401,3 @@ func ParseRootRef(b []byte) (RootRef, error) {
 	}
 	return r, nil
 }
-
-// Extent item flags.
-const (
-	ExtentFlagData      = 1
-	ExtentFlagTreeBlock = 2
-)
-
-// ExtentItem is the fixed head of an EXTENT_ITEM or METADATA_ITEM: how many
-// references the extent has in total (inline and keyed backrefs together).
-type ExtentItem struct {
-	Refs       uint64
-	Generation uint64
-	Flags      uint64
-}
-
-// ParseExtentItem decodes the head of an EXTENT_ITEM or METADATA_ITEM body;
-// the inline backrefs that follow are not decoded.
-func ParseExtentItem(b []byte) (ExtentItem, error) {
-	c := newItemCursor(b, "extent item")
-	e := ExtentItem{Refs: c.u64(), Generation: c.u64(), Flags: c.u64()}
-	if c.err != nil {
-		return ExtentItem{}, c.err
-	}
-	return e, nil
-}
