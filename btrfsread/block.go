@@ -206,7 +206,7 @@ func (w blockWant) check(n *node) error {
 // readBlock returns the validated tree block at logical, from the cache or
 // from the first good copy on disk.
 func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
-	n, err := fs.blocks.getOrLoad(logical, func() (*node, error) { return fs.loadBlock(logical, want) })
+	n, err := fs.blocks.Get(logical, func() (*node, error) { return fs.loadBlock(logical, want) })
 	if err == nil && want.check(n) == nil {
 		return n, nil
 	}
@@ -217,7 +217,7 @@ func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs.blocks.put(n)
+	fs.blocks.Put(n.logical, n)
 	return n, nil
 }
 

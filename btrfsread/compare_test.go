@@ -66,7 +66,7 @@ func TestCompareTrees(t *testing.T) {
 			want := bruteDiff(t, left, right)
 			lBlocks, rBlocks := treeBlocks(t, left), treeBlocks(t, right)
 
-			fs.blocks = newBlockCache(defaultCacheBytes) // count reads from a cold cache
+			fs.blocks = newNodeCache(nodeCacheBytes) // count reads from a cold cache
 			before := fs.diskBlockReads.Load()
 			var got []string
 			var last Key
@@ -99,18 +99,18 @@ func TestCompareTrees(t *testing.T) {
 					continue
 				}
 				shared++
-				if _, ok := fs.blocks.entries[b]; ok {
+				if fs.blocks.Contains(b) {
 					sharedRead++
 				}
 			}
 			for _, blocks := range []map[uint64]bool{lBlocks, rBlocks} {
 				for b := range blocks {
-					if _, ok := fs.blocks.entries[b]; !ok && !(lBlocks[b] && rBlocks[b]) {
+					if !fs.blocks.Contains(b) && !(lBlocks[b] && rBlocks[b]) {
 						t.Errorf("unshared block 0x%x was not compared", b)
 					}
 				}
 			}
-			if read != len(fs.blocks.entries) || sharedRead > 1+shared/10 {
+			if read != fs.blocks.Len() || sharedRead > 1+shared/10 {
 				t.Errorf("read %d blocks, %d of the %d shared ones", read, sharedRead, shared)
 			}
 			t.Logf("%d changes; read %d blocks of %d+%d, %d of %d shared", len(got), read, len(lBlocks), len(rBlocks), sharedRead, shared)

@@ -3,7 +3,6 @@ package btrfsread
 import (
 	"fmt"
 	"io"
-	"weak"
 )
 
 // File type bits of InodeItem.Mode.
@@ -125,13 +124,13 @@ func copyExtent(ctx DataContext, logical uint64, p, data []byte, from uint64) er
 }
 
 // decompressed returns the whole decompressed content of compressed extent
-// e, read and verified once and kept in the shared extent cache.
+// e, read and verified once and kept in the view's extent cache.
 func (fs *FS) decompressed(ctx DataContext, e *FileExtent) ([]byte, error) {
 	if e.DiskNumBytes == 0 || e.DiskNumBytes > maxCompressedRam {
 		return nil, &DataError{DataContext: ctx, Logical: e.DiskBytenr, Err: &CorruptError{Reason: "compressed extent disk size out of range", Value: e.DiskNumBytes}}
 	}
-	k := extentKey{fs: weak.Make(fs), bytenr: e.DiskBytenr, diskLen: e.DiskNumBytes, ram: e.RamBytes, alg: e.Compression}
-	return decompressedExtents.get(k, func() ([]byte, error) {
+	k := extentKey{bytenr: e.DiskBytenr, diskLen: e.DiskNumBytes, ram: e.RamBytes, alg: e.Compression}
+	return fs.extents.Get(k, func() ([]byte, error) {
 		raw := make([]byte, e.DiskNumBytes)
 		if err := fs.readData(ctx, e.DiskBytenr, raw, false); err != nil {
 			return nil, err

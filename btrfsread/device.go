@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"sendfs/internal/lru"
+
 	"github.com/google/uuid"
 )
 
@@ -18,9 +20,10 @@ import (
 type FS struct {
 	sb      *superblock // the superblock copy in use
 	csum    csumAlgo
-	members []*member // sorted by devid
-	chunks  chunkMap  // built in New, read-only afterwards
-	blocks  *blockCache
+	members []*member                     // sorted by devid
+	chunks  chunkMap                      // built in New, read-only afterwards
+	blocks  *lru.Cache[uint64, *node]     // validated tree blocks, shared by every view
+	extents *lru.Cache[extentKey, []byte] // decompressed extents of this view
 	closers []io.Closer
 	opts    OpenOptions
 	// missingDevids are the member devices that were not given (sorted);
@@ -249,7 +252,7 @@ func (o OpenOptions) New(devs []Device) (*FS, error) {
 		return nil, err
 	}
 	fs.csum = fs.sb.csum
-	fs.blocks = newBlockCache(defaultCacheBytes)
+	fs.blocks, fs.extents = newNodeCache(nodeCacheBytes), newExtentCache()
 	if err := fs.loadChunksLive(); err != nil {
 		return nil, err
 	}

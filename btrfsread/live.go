@@ -58,7 +58,7 @@ func (fs *FS) Refresh() (*FS, error) {
 	if best.generation <= cur.sb.generation {
 		return cur, nil
 	}
-	nv := &FS{sb: best, csum: cur.csum, members: members, blocks: cur.blocks, live: l,
+	nv := &FS{sb: best, csum: cur.csum, members: members, blocks: cur.blocks, extents: newExtentCache(), live: l,
 		opts: cur.opts, warnings: cur.warnings, readErrs: cur.readErrs}
 	if err := nv.loadChunksLive(); err != nil {
 		return nil, fmt.Errorf("reading the chunk tree of generation %d: %w", nv.sb.generation, err)

@@ -172,7 +172,7 @@ func TestConcurrentWalks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	fs.blocks = newBlockCache(20 * 4096)
+	fs.blocks = newNodeCache(20 * 4096)
 	tr := fsTreeForTest(t, fs, FSTreeID)
 	want := fmt.Sprint(allKeys(t, tr))
 	var wg sync.WaitGroup
@@ -184,8 +184,8 @@ func TestConcurrentWalks(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if fs.blocks.used > 20*4096 {
-		t.Errorf("cache holds %d bytes, bound is %d", fs.blocks.used, 20*4096)
+	if fs.blocks.Used() > 20*4096 {
+		t.Errorf("cache holds %d bytes, bound is %d", fs.blocks.Used(), 20*4096)
 	}
 }
 
