@@ -135,11 +135,18 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 			break
 		}
 		var parent, parentGen uint64
-		if _, waiting := s.waitingDirMoves[ino]; waiting {
+		if wdm := s.waitingDirMoves[ino]; wdm != nil {
 			if ancestor == 0 {
 				ancestor = ino
 			}
 			parent, parentGen, _, err = s.firstRef(s.parent, ino)
+			if wdm.orphanized && notFound(err) {
+				// Past the kernel, which fails here with ENOENT: a new
+				// directory waiting under its orphan name stands in the
+				// subvolume root, so the path ends there.
+				s.pastKernel = true
+				break
+			}
 		} else {
 			var orphan bool
 			_, parent, parentGen, orphan, err = s.curNameAndParent(ino, gen)

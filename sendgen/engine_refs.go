@@ -240,6 +240,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		if err := s.orphanize(ow.ino, ow.gen, cur.path); err != nil {
 			return false, err
 		}
+		s.curOrphanized[ow] = true
 		if isDir(owMode) {
 			orphanizedDir = true
 		}
