@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
 SEEDS     ?= 2000
-APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time
+APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time zstd
 
 .PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz bench demo soak clean
 
@@ -17,7 +17,7 @@ build:
 deps:
 	@if ! command -v mkfs.btrfs >/dev/null || ! command -v setfacl >/dev/null || \
 	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null || \
-	    ! [ -x /usr/bin/time ]; then \
+	    ! [ -x /usr/bin/time ] || ! command -v zstd >/dev/null; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PKGS); \
 	fi

@@ -1,6 +1,8 @@
 package sendgen
 
 import (
+	"bytes"
+
 	"sendfs/btrfsread"
 )
 
@@ -20,11 +22,9 @@ func (s *sendCtx) sendGrownTail(parentSize uint64) error {
 		if start >= end || fe.Type == btrfsread.ExtentPrealloc || (fe.Type == btrfsread.ExtentReg && fe.DiskBytenr == 0) {
 			return nil
 		}
-		if fe.Type == btrfsread.ExtentReg {
-			same, err := s.isExtentUnchanged(k, fe)
-			if err != nil || !same {
-				return err // a changed extent was sent whole
-			}
+		sent, err := s.extentWasSent(k, fe)
+		if err != nil || sent {
+			return err // a changed extent was sent whole
 		}
 		if err := s.sendExtentData(k, fe, start, end-start); err != nil {
 			return err
@@ -33,4 +33,27 @@ func (s *sendCtx) sendGrownTail(parentSize uint64) error {
 		s.pastKernel = true
 		return nil
 	})
+}
+
+// extentWasSent reports whether the extent item at key offset k of the
+// current inode was sent: an item identical in the parent is not even
+// compared, and a changed regular extent is skipped when it still points to
+// the same data.
+func (s *sendCtx) extentWasSent(k uint64, fe *btrfsread.FileExtent) (bool, error) {
+	key := btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.ExtentDataKey, Offset: k}
+	left, err := s.send.Tree().Search(key)
+	if err != nil {
+		return false, err
+	}
+	right, err := s.parent.Tree().Search(key)
+	switch {
+	case err == nil && bytes.Equal(left.Data, right.Data):
+		return false, nil
+	case err != nil && !notFound(err):
+		return false, err
+	case fe.Type != btrfsread.ExtentReg:
+		return true, nil
+	}
+	same, err := s.isExtentUnchanged(k, fe)
+	return !same, err
 }

@@ -20,13 +20,7 @@ import (
 // filesystem and returns the stream. snap and parent are absolute paths.
 func kernelSend(t testing.TB, mnt, snap, parent string) []byte {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "kernel.stream")
-	args := []string{"send", "-q", "-f", f}
-	if parent != "" {
-		args = append(args, "-p", parent)
-	}
-	run(t, "btrfs", append(args, snap)...)
-	b, err := os.ReadFile(f)
+	b, err := kernelSendErr(t, snap, parent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +28,20 @@ func kernelSend(t testing.TB, mnt, snap, parent string) []byte {
 		t.Fatalf("btrfs send %s wrote an empty stream (mounted at %s)", snap, mnt)
 	}
 	return b
+}
+
+// kernelSendErr is kernelSend returning the kernel's failure.
+func kernelSendErr(t testing.TB, snap, parent string) ([]byte, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "kernel.stream")
+	args := []string{"send", "-q", "-f", f}
+	if parent != "" {
+		args = append(args, "-p", parent)
+	}
+	if _, err := runErr("btrfs", append(args, snap)...); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(f)
 }
 
 // sendfsSend runs `sendfs send -q -f FILE [-p PARENT] IMAGE... SUBVOL` and
@@ -100,6 +108,16 @@ func newReceiver(t testing.TB) *receiver {
 // filesystem by uuid.
 func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 	t.Helper()
+	last, err := r.receiveErr(t, streams...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// receiveErr is receive returning the failure of btrfs receive.
+func (r *receiver) receiveErr(t testing.TB, streams ...[]byte) (string, error) {
+	t.Helper()
 	r.n++
 	dir := r.fs.path(fmt.Sprintf("r%d", r.n))
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -114,7 +132,7 @@ func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 		err := cmd.Run()
 		cancel()
 		if err != nil {
-			t.Fatalf("btrfs receive of stream %d/%d (%d bytes): %v\n%s", i+1, len(streams), len(s), err, lastLines(stderr.String(), 20))
+			return "", fmt.Errorf("btrfs receive of stream %d/%d (%d bytes): %v\n%s", i+1, len(streams), len(s), err, lastLines(stderr.String(), 20))
 		}
 		var made []string
 		for n := range dirNames(t, dir) {
@@ -128,7 +146,7 @@ func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 		}
 		last = filepath.Join(dir, made[0])
 	}
-	return last
+	return last, nil
 }
 
 func dirNames(t testing.TB, dir string) map[string]bool {
