@@ -4,6 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
 SEEDS     ?= 2000
+DEEP_SEEDS ?= 200
 APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time zstd
 
 .PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz bench demo soak clean
@@ -58,9 +59,11 @@ bench: deps build
 demo: deps build
 	test/demo.sh
 
-# soak runs the randomized incremental round trip with more seeds.
+# soak runs the randomized incremental round trips with more seeds: the
+# general mix (SEEDS) and the directory-heavy one at 1,000 operations per
+# snapshot (DEEP_SEEDS).
 soak: deps
-	SENDFS_SEEDS=$(SEEDS) $(GO) test -count=1 -timeout 4h -run '^TestRandomIncremental$$' -v ./test/
+	SENDFS_SEEDS=$(SEEDS) SENDFS_DEEP_SEEDS=$(DEEP_SEEDS) $(GO) test -count=1 -timeout 8h -run '^(TestRandomIncremental|TestRandomDeepMoves)$$' -v ./test/
 
 clean:
 	rm -rf bin
