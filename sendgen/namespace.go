@@ -44,10 +44,12 @@ type namespace struct {
 	// sendUUID is the identity under which clone sources in the stream's
 	// own subvolume are named.
 	sendUUID btrfsread.UUID
+	// dirs caches the directories met by path.
+	dirs map[string]*nsObj
 }
 
 func newNamespace(send, parent *btrfsread.Subvolume) *namespace {
-	ns := &namespace{parent: parent, send: send, objs: map[uint64]*nsObj{}, sendUUID: streamUUID(&send.Root)}
+	ns := &namespace{parent: parent, send: send, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}, sendUUID: streamUUID(&send.Root)}
 	ns.root = &nsObj{id: inoGen{btrfsread.FirstFreeObjectID, 0}, dir: true, fromParent: parent != nil, baseKnown: parent == nil}
 	if parent != nil {
 		ns.objs[btrfsread.FirstFreeObjectID] = ns.root
@@ -147,25 +149,36 @@ func (d *nsObj) setKid(name []byte, o *nsObj) {
 	d.kids[string(name)] = o
 }
 
-// resolve walks p from the root; chain lists the directories passed.
-func (ns *namespace) resolve(p []byte) (o *nsObj, chain []*nsObj, err error) {
-	o = ns.root
-	for len(p) > 0 {
-		var name []byte
-		if i := bytes.IndexByte(p, '/'); i >= 0 {
-			name, p = p[:i], p[i+1:]
-		} else {
-			name, p = p, nil
-		}
-		if !o.dir {
-			return nil, chain, nil
-		}
-		chain = append(chain, o)
-		if o, err = ns.lookup(o, name); err != nil || o == nil {
-			return nil, chain, err
-		}
+// resolve returns the inode at path p, nil when there is none.
+func (ns *namespace) resolve(p []byte) (*nsObj, error) {
+	if len(p) == 0 {
+		return ns.root, nil
 	}
-	return o, chain, nil
+	dirPath, name := splitPath(p)
+	d, err := ns.dir(dirPath)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return ns.lookup(d, name)
+}
+
+// dir returns the directory at path p, nil when there is none, through a
+// cache of directory paths that holds until a directory moves or goes.
+func (ns *namespace) dir(p []byte) (*nsObj, error) {
+	if d, ok := ns.dirs[string(p)]; ok {
+		return d, nil
+	}
+	o, err := ns.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	if o != nil && !o.dir {
+		o = nil
+	}
+	if o != nil {
+		ns.dirs[string(p)] = o
+	}
+	return o, nil
 }
 
 // entries returns the number of entries directory d has now.
@@ -182,19 +195,18 @@ func (ns *namespace) entries(d *nsObj) (int, error) {
 }
 
 // parentDir resolves the directory part of p, which must exist.
-func (ns *namespace) parentDir(c *Command, p []byte) (d *nsObj, chain []*nsObj, name []byte, err error) {
+func (ns *namespace) parentDir(c *Command, p []byte) (d *nsObj, name []byte, err error) {
 	dirPath, name := splitPath(p)
-	d, chain, err = ns.resolve(dirPath)
-	if err != nil {
-		return nil, nil, nil, err
+	if d, err = ns.dir(dirPath); err != nil {
+		return nil, nil, err
 	}
-	if d == nil || !d.dir {
-		return nil, nil, nil, errStream(c, p, "names a directory that does not exist at the receiver")
+	if d == nil {
+		return nil, nil, errStream(c, p, "names a directory that does not exist at the receiver")
 	}
 	if len(name) == 0 || bytes.Equal(name, []byte(".")) || bytes.Equal(name, []byte("..")) {
-		return nil, nil, nil, errStream(c, p, "has no valid last name")
+		return nil, nil, errStream(c, p, "has no valid last name")
 	}
-	return d, append(chain, d), name, nil
+	return d, name, nil
 }
 
 // add enters o as name in d, which must not have that name yet.
@@ -220,7 +232,7 @@ func (ns *namespace) remove(d *nsObj, name []byte) {
 // existing resolves p, which must exist, and checks the inode the engine
 // meant by it, if it said.
 func (ns *namespace) existing(c *Command, p []byte, expect map[string]inoGen) (*nsObj, error) {
-	o, _, err := ns.resolve(p)
+	o, err := ns.resolve(p)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +254,7 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 	case CmdSubvol, CmdSnapshot, CmdEnd:
 		return nil
 	case CmdMkfile, CmdMkdir, CmdMknod, CmdMkfifo, CmdMksock, CmdSymlink:
-		d, _, name, err := ns.parentDir(c, p)
+		d, name, err := ns.parentDir(c, p)
 		if err != nil {
 			return err
 		}
@@ -262,16 +274,16 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 			return err
 		}
 		to := c.attr(AttrPathTo)
-		d, chain, name, err := ns.parentDir(c, to)
+		d, name, err := ns.parentDir(c, to)
 		if err != nil {
 			return err
 		}
-		for _, a := range chain {
-			if a == o {
-				return errStream(c, p, fmt.Sprintf("would move a directory into itself (%q)", to))
-			}
+		// Paths at the receiver are canonical: a directory moved into
+		// itself is one whose new path extends its old one.
+		if o.dir && len(to) > len(p) && to[len(p)] == '/' && bytes.HasPrefix(to, p) {
+			return errStream(c, p, fmt.Sprintf("would move a directory into itself (%q)", to))
 		}
-		from, _, fromName, err := ns.parentDir(c, p)
+		from, fromName, err := ns.parentDir(c, p)
 		if err != nil {
 			return err
 		}
@@ -279,6 +291,9 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 			return err
 		}
 		ns.remove(from, fromName)
+		if o.dir {
+			clear(ns.dirs)
+		}
 		return nil
 	case CmdLink:
 		target := c.attr(AttrPathLink)
@@ -289,7 +304,7 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 		if o.dir {
 			return errStream(c, target, "would hard-link a directory")
 		}
-		d, _, name, err := ns.parentDir(c, p)
+		d, name, err := ns.parentDir(c, p)
 		if err != nil {
 			return err
 		}
@@ -311,11 +326,14 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 				return errStream(c, p, fmt.Sprintf("names a directory that still has %d entries at the receiver", n))
 			}
 		}
-		d, _, name, err := ns.parentDir(c, p)
+		d, name, err := ns.parentDir(c, p)
 		if err != nil {
 			return err
 		}
 		ns.remove(d, name)
+		if o.dir {
+			clear(ns.dirs)
+		}
 		return nil
 	case CmdClone:
 		if src := c.attr(AttrCloneUUID); bytes.Equal(src, ns.sendUUID[:]) {
