@@ -513,6 +513,11 @@ func joinPath(dir, name []byte) []byte {
 	return append(p, name...)
 }
 
+// isUnder reports whether path p lies inside directory path dir.
+func isUnder(p, dir []byte) bool {
+	return len(p) > len(dir) && p[len(dir)] == '/' && bytes.HasPrefix(p, dir)
+}
+
 // baseName returns the last component of p.
 func baseName(p []byte) []byte {
 	if i := bytes.LastIndexByte(p, '/'); i >= 0 {

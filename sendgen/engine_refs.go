@@ -251,7 +251,11 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if anc {
+		// The kernel asks the parent tree only; at the receiver the
+		// directory can also be above the inode through directories
+		// moved already (its stream then works only if it named the
+		// orphan before it existed, see didOverwriteRef).
+		if anc || (isDir(owMode) && isUnder(validPath, cur.path)) {
 			orphanizedAncestor = true
 			s.curInodePath = nil
 			if validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
@@ -307,6 +311,13 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 				pendingMove = true
 			}
 		}
+		if orphanizedDir && canRename && (isOrphan || isDir(s.curMode)) {
+			// Recorded before a directory on it may have been
+			// orphanized (links refresh below, as the kernel does).
+			if err := s.refreshRefPath(cur); err != nil {
+				return false, err
+			}
+		}
 		switch {
 		case isOrphan && canRename:
 			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
@@ -359,7 +370,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 				return false, err
 			}
 			if !over {
-				if orphanizedAncestor {
+				if orphanizedAncestor || orphanizedDir {
 					if err := s.refreshRefPath(cur); err != nil {
 						return false, err
 					}

@@ -133,10 +133,9 @@ func (ns *namespace) lookup(d *nsObj, name []byte) (*nsObj, error) {
 		return nil, err
 	}
 	if di.Location.Type == btrfsread.RootItemKey {
-		// A nested subvolume: an empty directory to this stream.
-		o := &nsObj{dir: true, baseKnown: true}
-		d.setKid(name, o)
-		return o, nil
+		// A nested subvolume is not part of the stream of the parent:
+		// the receiver has no such entry.
+		return nil, nil
 	}
 	return ns.parentObj(di.Location.ObjectID)
 }
@@ -188,7 +187,11 @@ func (ns *namespace) entries(d *nsObj) (int, error) {
 		if err != nil && !notFound(err) {
 			return 0, err
 		}
-		d.count += len(items)
+		for _, it := range items {
+			if it.Location.Type != btrfsread.RootItemKey {
+				d.count++
+			}
+		}
 		d.baseKnown = true
 	}
 	return d.count, nil
@@ -280,7 +283,7 @@ func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
 		}
 		// Paths at the receiver are canonical: a directory moved into
 		// itself is one whose new path extends its old one.
-		if o.dir && len(to) > len(p) && to[len(p)] == '/' && bytes.HasPrefix(to, p) {
+		if o.dir && isUnder(to, p) {
 			return errStream(c, p, fmt.Sprintf("would move a directory into itself (%q)", to))
 		}
 		from, fromName, err := ns.parentDir(c, p)
