@@ -214,6 +214,7 @@ func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	if err != nil {
 		return err
 	}
+	s.expectPath(from, pm.ino, pm.gen)
 	if err := s.sendRename(from, to); err != nil {
 		return err
 	}

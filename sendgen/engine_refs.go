@@ -143,6 +143,7 @@ func (s *sendCtx) orphanize(ino, gen uint64, path []byte) error {
 	if err != nil {
 		return err
 	}
+	s.expectPath(path, ino, gen)
 	if err := s.sendRename(path, orphan); err != nil {
 		return err
 	}
@@ -155,6 +156,7 @@ func (s *sendCtx) orphanize(ino, gen uint64, path []byte) error {
 // renameCurrentInode moves the current inode from one path to another and
 // remembers the new path.
 func (s *sendCtx) renameCurrentInode(from, to []byte) error {
+	s.expectPath(from, s.curIno, s.curGen)
 	if err := s.sendRename(from, to); err != nil {
 		return err
 	}
@@ -232,6 +234,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 			}
 		}
 		if !first {
+			s.expectPath(cur.path, ow.ino, ow.gen)
 			if err := s.sendUnlink(cur.path); err != nil {
 				return false, err
 			}
@@ -375,6 +378,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 						return false, err
 					}
 				}
+				s.expectPath(cur.path, s.curIno, s.curGen)
 				if err := s.sendUnlink(cur.path); err != nil {
 					return false, err
 				}
@@ -385,6 +389,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 			checkDirs = append(checkDirs, cur)
 		}
 		if isOrphan {
+			s.expectPath(validPath, s.curIno, s.curGen)
 			if err := s.sendUnlink(validPath); err != nil {
 				return false, err
 			}

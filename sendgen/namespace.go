@@ -248,10 +248,36 @@ func (ns *namespace) existing(c *Command, p []byte, expect map[string]inoGen) (*
 	return o, nil
 }
 
+// forget drops the expectations about p and the paths under it, which a
+// change of the namespace at p makes stale.
+func forget(expect map[string]inoGen, p []byte) {
+	for k := range expect {
+		if k == string(p) || isUnder([]byte(k), p) {
+			delete(expect, k)
+		}
+	}
+}
+
 // apply checks command c against the namespace and records its effect.
 // expect maps the paths the engine computed for the inode being processed
-// to the inodes they were computed for.
+// to the inodes they were computed for; those the command changes are
+// dropped from it.
 func (ns *namespace) apply(c *Command, expect map[string]inoGen) error {
+	err := ns.check(c, expect)
+	if err == nil && len(expect) > 0 {
+		switch c.Cmd {
+		case CmdRename:
+			forget(expect, c.attr(AttrPath))
+			forget(expect, c.attr(AttrPathTo))
+		case CmdMkfile, CmdMkdir, CmdMknod, CmdMkfifo, CmdMksock, CmdSymlink, CmdLink, CmdUnlink, CmdRmdir:
+			forget(expect, c.attr(AttrPath))
+		}
+	}
+	return err
+}
+
+// check checks command c against the namespace and records its effect.
+func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 	p := c.attr(AttrPath)
 	switch c.Cmd {
 	case CmdSubvol, CmdSnapshot, CmdEnd:
