@@ -172,6 +172,7 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	origProgress := s.sendProgress
 	defer func() { s.sendProgress = origProgress }()
+	clear(s.expect) // what earlier moves computed is not used here
 
 	dm := s.waitingDirMoves[pm.ino]
 	rmdirIno, rmdirGen, isOrphan := dm.rmdirIno, dm.rmdirGen, dm.orphanized
