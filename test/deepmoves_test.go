@@ -198,7 +198,7 @@ func (g *randomGen) deepOp() {
 
 // mkdirChain creates n nested directories under a random directory.
 func (g *randomGen) mkdirChain(n int) {
-	p := g.pick("dir")
+	p := g.deepDir()
 	for ; n > 0; n-- {
 		p = filepath.Join(p, g.name())
 		g.do("mkdir "+p, os.Mkdir(g.abs(p), 0o755))
@@ -208,12 +208,24 @@ func (g *randomGen) mkdirChain(n int) {
 // moveDir moves a directory into another one (often deep, often one moved
 // before), under a name that may already be taken by an empty directory.
 func (g *randomGen) moveDir() {
-	src, dst := g.pick("dir"), g.pick("dir")
+	src, dst := g.pick("dir"), g.deepDir()
 	if src == "." || src == "" {
 		return
 	}
 	to := filepath.Join(dst, g.name())
 	g.do(fmt.Sprintf("mv %s %s", src, to), unix.Rename(g.abs(src), g.abs(to)))
+}
+
+// deepDir picks a directory, the deepest of three random ones: the tree
+// grows deep.
+func (g *randomGen) deepDir() string {
+	best := g.pick("dir")
+	for i := 0; i < 2; i++ {
+		if p := g.pick("dir"); strings.Count(p, "/") > strings.Count(best, "/") {
+			best = p
+		}
+	}
+	return best
 }
 
 // swap exchanges two entries (RENAME_EXCHANGE), directories or not.
