@@ -371,6 +371,15 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 			}
 		}
 	}
-	_, err := ns.existing(c, p, expect)
-	return err
+	o, err := ns.existing(c, p, expect)
+	if err != nil {
+		return err
+	}
+	switch c.Cmd {
+	case CmdWrite, CmdClone, CmdTruncate, CmdUpdateExtent, CmdFallocate, CmdEncodedWrite, CmdEnableVerity:
+		if o.dir {
+			return errStream(c, p, "names a directory")
+		}
+	}
+	return nil
 }

@@ -39,6 +39,7 @@ func TestNamespaceCheck(t *testing.T) {
 		{"rmdir-not-empty", []*Command{rmdir("a/b")}, `still has 1 entries`},
 		{"rmdir-a-file", []*Command{rmdir("f")}, `names the wrong file type`},
 		{"link-a-dir", []*Command{link("x", "a")}, `would hard-link a directory`},
+		{"write-a-dir", []*Command{mk(CmdTruncate, AttrPath, "a/b")}, `truncate "a/b" names a directory`},
 		{"stale-path", []*Command{rename("a/b", "c"), utimes("a/b/g")}, `utimes "a/b/g" names a path that does not exist`},
 		{"moved-dir-cache", []*Command{utimes("a/b/g"), rename("a", "z"), mkdir("a"), utimes("a/b")}, `utimes "a/b" names a path that does not exist`},
 	}
