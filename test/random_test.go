@@ -142,7 +142,7 @@ func (g *randomGen) name() string {
 // wideNames is the size of the wider name space of trees with many
 // directories (randomGen.wide), where the small pool would make most
 // creations and renames fail.
-const wideNames = 2000
+const wideNames = 400
 
 // paths lists the tree's entries ("." for the root) in a stable order,
 // filtered by kind: "dir", "file", "any" (not the root). One walk serves
