@@ -14,7 +14,7 @@ import (
 // directory operations: from each seed, a deep tree, a snapshot, N random
 // operations (directory renames and moves into and out of directories that
 // are themselves moved, renames over existing names, swaps, deletions of
-// subtrees), another snapshot. Both directions are sent, by the kernel and by
+// files and empty directories), another snapshot. Both directions are sent, by the kernel and by
 // sendfs. Our stream must rebuild the child; where the kernel's stream
 // rebuilds it too, ours must be the same stream. The kernel's failures (send
 // errors, streams receive rejects or that rebuild another tree) are counted
@@ -166,7 +166,7 @@ func (g *randomGen) deepTree(chains int) {
 }
 
 // deepOp applies one operation of the directory-heavy mix. Deletions are
-// rare enough for the tree to keep growing.
+// of single names, so that the tree keeps growing.
 func (g *randomGen) deepOp() {
 	switch n := g.r.IntN(100); {
 	case n < 30:
@@ -185,12 +185,8 @@ func (g *randomGen) deepOp() {
 		if p := g.pick("file"); p != "" {
 			g.do("unlink "+p, os.Remove(g.abs(p)))
 		}
-	case n < 89:
-		g.rmdir()
 	case n < 90:
-		if p := g.pick("dir"); strings.Count(p, "/") >= 2 {
-			g.do("rm -r "+p, os.RemoveAll(g.abs(p)))
-		}
+		g.rmdir()
 	default:
 		g.op(7 + g.r.IntN(len(randomOps)-7)) // data, metadata, reflinks
 	}
@@ -198,7 +194,7 @@ func (g *randomGen) deepOp() {
 
 // mkdirChain creates n nested directories under a random directory.
 func (g *randomGen) mkdirChain(n int) {
-	p := g.deepDir()
+	p := g.pick("dir")
 	for ; n > 0; n-- {
 		p = filepath.Join(p, g.name())
 		g.do("mkdir "+p, os.Mkdir(g.abs(p), 0o755))
@@ -216,16 +212,14 @@ func (g *randomGen) moveDir() {
 	g.do(fmt.Sprintf("mv %s %s", src, to), unix.Rename(g.abs(src), g.abs(to)))
 }
 
-// deepDir picks a directory, the deepest of three random ones: the tree
-// grows deep.
+// deepDir picks a directory, the deeper of two random ones: moves make the
+// tree deep (tens of levels).
 func (g *randomGen) deepDir() string {
-	best := g.pick("dir")
-	for i := 0; i < 2; i++ {
-		if p := g.pick("dir"); strings.Count(p, "/") > strings.Count(best, "/") {
-			best = p
-		}
+	a, b := g.pick("dir"), g.pick("dir")
+	if strings.Count(b, "/") > strings.Count(a, "/") {
+		return b
 	}
-	return best
+	return a
 }
 
 // swap exchanges two entries (RENAME_EXCHANGE), directories or not.
