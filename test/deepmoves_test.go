@@ -169,23 +169,23 @@ func (g *randomGen) deepTree(chains int) {
 // of single names, so that the tree keeps growing.
 func (g *randomGen) deepOp() {
 	switch n := g.r.IntN(100); {
-	case n < 30:
+	case n < 25:
 		g.moveDir()
-	case n < 40:
+	case n < 35:
 		g.rename()
-	case n < 50:
+	case n < 55:
 		g.swap()
-	case n < 62:
+	case n < 67:
 		g.mkdirChain(1 + g.r.IntN(3))
-	case n < 72:
+	case n < 77:
 		g.op(g.r.IntN(7)) // a creation
-	case n < 80:
-		g.link()
 	case n < 85:
+		g.link()
+	case n < 90:
 		if p := g.pick("file"); p != "" {
 			g.do("unlink "+p, os.Remove(g.abs(p)))
 		}
-	case n < 90:
+	case n < 93:
 		g.rmdir()
 	default:
 		g.op(7 + g.r.IntN(len(randomOps)-7)) // data, metadata, reflinks
@@ -222,9 +222,13 @@ func (g *randomGen) deepDir() string {
 	return a
 }
 
-// swap exchanges two entries (RENAME_EXCHANGE), directories or not.
+// swap exchanges two entries (RENAME_EXCHANGE), often a directory and a
+// (hard-linked) file, which then takes the directory's name.
 func (g *randomGen) swap() {
 	a, b := g.pick("any"), g.pick("any")
+	if g.r.IntN(2) == 0 {
+		b = g.pick("file")
+	}
 	if a == "" || b == "" {
 		return
 	}
