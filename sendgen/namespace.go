@@ -226,10 +226,14 @@ func (ns *namespace) add(c *Command, p []byte, d *nsObj, name []byte, o *nsObj) 
 	return nil
 }
 
-// remove drops the entry name of d, which exists.
-func (ns *namespace) remove(d *nsObj, name []byte) {
+// remove drops the entry name of d, which is o; paths of directories
+// cached through o no longer hold.
+func (ns *namespace) remove(d *nsObj, name []byte, o *nsObj) {
 	d.setKid(name, nil)
 	d.count--
+	if o.dir {
+		clear(ns.dirs)
+	}
 }
 
 // existing resolves p, which must exist, and checks the inode the engine
@@ -319,10 +323,7 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		if err := ns.add(c, to, d, name, o); err != nil {
 			return err
 		}
-		ns.remove(from, fromName)
-		if o.dir {
-			clear(ns.dirs)
-		}
+		ns.remove(from, fromName, o)
 		return nil
 	case CmdLink:
 		target := c.attr(AttrPathLink)
@@ -359,10 +360,7 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		if err != nil {
 			return err
 		}
-		ns.remove(d, name)
-		if o.dir {
-			clear(ns.dirs)
-		}
+		ns.remove(d, name, o)
 		return nil
 	case CmdClone:
 		if src := c.attr(AttrCloneUUID); bytes.Equal(src, ns.sendUUID[:]) {
