@@ -5,8 +5,9 @@ TIMEOUT   ?= 40m
 FUZZTIME  ?= 10s
 FUZZTIME_LONG ?= 5m
 SEEDS     ?= 2000
+DEEP_SEEDS ?= 200
 APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time \
-	     libglib2.0-bin shared-mime-info
+	     libglib2.0-bin shared-mime-info zstd
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
@@ -22,7 +23,7 @@ deps:
 	@if ! command -v mkfs.btrfs >/dev/null || ! command -v setfacl >/dev/null || \
 	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null || \
 	    ! [ -x /usr/bin/time ] || ! command -v gio >/dev/null || \
-	    ! command -v update-mime-database >/dev/null; then \
+	    ! command -v update-mime-database >/dev/null || ! command -v zstd >/dev/null; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PKGS); \
 	fi
@@ -72,9 +73,11 @@ bench: deps build
 demo: deps build
 	test/demo.sh
 
-# soak runs the randomized incremental round trip with more seeds.
+# soak runs the randomized incremental round trips with more seeds: the
+# general mix (SEEDS) and the directory-heavy one at 1,000 operations per
+# snapshot (DEEP_SEEDS).
 soak: deps
-	SENDFS_SEEDS=$(SEEDS) $(GO) test -count=1 -timeout 4h -run '^TestRandomIncremental$$' -v ./test/
+	SENDFS_SEEDS=$(SEEDS) SENDFS_DEEP_SEEDS=$(DEEP_SEEDS) $(GO) test -count=1 -timeout 8h -run '^(TestRandomIncremental|TestRandomDeepMoves)$$' -v ./test/
 
 # install puts sendfs in $(PREFIX)/bin (where mount.fuse3 finds it for
 # fuse.sendfs mounts) and the shared-mime-info definition of send streams in

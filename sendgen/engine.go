@@ -40,6 +40,10 @@ type sendCtx struct {
 	curNextWriteOffset uint64
 	// curInodePath caches the current inode's path (nil: not known).
 	curInodePath []byte
+	// curOrphanized holds the inodes the current inode's new names have
+	// orphanized so far: until then they still stand under their old
+	// names, although the send tree gives those names to the current inode.
+	curOrphanized map[inoGen]bool
 
 	// sendProgress: the receiver has processed every inode below it.
 	sendProgress uint64
@@ -51,6 +55,16 @@ type sendCtx struct {
 	orphanDirs      map[inoGen]*orphanDirInfo
 
 	dirUtimes utimesCache
+
+	// ns is the receiver's namespace every command is checked against;
+	// expect maps the paths computed while processing the current inode to
+	// the inodes they name.
+	ns     *namespace
+	expect map[string]inoGen
+
+	// pastKernel is set once the stream leaves the kernel's, where the
+	// kernel's own send fails or its stream would not rebuild the snapshot.
+	pastKernel bool
 }
 
 const unknownOffset = ^uint64(0)
@@ -71,6 +85,9 @@ func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, 
 		pendingDirMoves: map[uint64][]*pendingDirMove{},
 		waitingDirMoves: map[uint64]*waitingDirMove{},
 		orphanDirs:      map[inoGen]*orphanDirInfo{},
+		curOrphanized:   map[inoGen]bool{},
+		ns:              newNamespace(child, parent),
+		expect:          map[string]inoGen{},
 	}
 	s.dirUtimes.init()
 	if err := s.sendSubvolBegin(); err != nil {
@@ -94,6 +111,14 @@ func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, 
 	}
 	if err := s.flushDirUtimes(); err != nil {
 		return err
+	}
+	if s.pastKernel {
+		// The kernel's streams can leave the root directory with the
+		// time of the last rename into it; a stream that differs from
+		// the kernel's anyway sets it last.
+		if err := s.sendUtimes(btrfsread.FirstFreeObjectID, 0); err != nil {
+			return err
+		}
 	}
 	s.begin(CmdEnd)
 	return s.emit()
@@ -213,6 +238,8 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 	s.curNextWriteOffset = 0
 	s.ignore = false
 	s.curInodePath = nil
+	clear(s.curOrphanized)
+	clear(s.expect)
 	s.sendProgress = s.curIno
 
 	var left, right btrfsread.InodeItem
@@ -338,6 +365,11 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 		if err != nil {
 			return fmt.Errorf("inode %d in parent: %w", s.curIno, err)
 		}
+		if isRegular(s.curMode) && s.curSize > right.Size {
+			if err := s.sendGrownTail(right.Size); err != nil {
+				return err
+			}
+		}
 		needChown = left.UID != right.UID || left.GID != right.GID
 		needChmod = !isLink && left.Mode != right.Mode
 		needFileattr = !isLink && left.Flags != right.Flags
@@ -444,14 +476,23 @@ func (s *sendCtx) begin(cmd Cmd) *Command {
 	return &s.cmd
 }
 
-// emit hands the command built since begin to the output, unless one of
-// its attributes is too long to encode: then the send fails naming the
-// inode being sent (the kernel fails it with ENAMETOOLONG).
+// emit checks the command against the receiver's namespace and hands it
+// to the output, unless one of its attributes is too long to encode: then
+// the send fails naming the inode being sent (the kernel fails it with
+// ENAMETOOLONG).
 func (s *sendCtx) emit() error {
 	if err := s.cmd.Err(); err != nil {
 		return fmt.Errorf("cannot send inode %d: %w", s.curIno, err)
 	}
+	if err := s.ns.apply(&s.cmd, s.expect); err != nil {
+		return err
+	}
 	return s.out.emit(&s.cmd)
+}
+
+// expectPath notes that path names (ino, gen) at the receiver now.
+func (s *sendCtx) expectPath(path []byte, ino, gen uint64) {
+	s.expect[string(path)] = inoGen{ino, gen}
 }
 
 // File type helpers on st_mode.
@@ -482,6 +523,11 @@ func joinPath(dir, name []byte) []byte {
 		p = append(p, '/')
 	}
 	return append(p, name...)
+}
+
+// isUnder reports whether path p lies inside directory path dir.
+func isUnder(p, dir []byte) bool {
+	return len(p) > len(dir) && p[len(dir)] == '/' && bytes.HasPrefix(p, dir)
 }
 
 // baseName returns the last component of p.

@@ -135,11 +135,18 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 			break
 		}
 		var parent, parentGen uint64
-		if _, waiting := s.waitingDirMoves[ino]; waiting {
+		if wdm := s.waitingDirMoves[ino]; wdm != nil {
 			if ancestor == 0 {
 				ancestor = ino
 			}
 			parent, parentGen, _, err = s.firstRef(s.parent, ino)
+			if wdm.orphanized && notFound(err) {
+				// Past the kernel, which fails here with ENOENT: a new
+				// directory waiting under its orphan name stands in the
+				// subvolume root, so the path ends there.
+				s.pastKernel = true
+				break
+			}
 		} else {
 			var orphan bool
 			_, parent, parentGen, orphan, err = s.curNameAndParent(ino, gen)
@@ -165,6 +172,7 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	origProgress := s.sendProgress
 	defer func() { s.sendProgress = origProgress }()
+	clear(s.expect) // what earlier moves computed is not used here
 
 	dm := s.waitingDirMoves[pm.ino]
 	rmdirIno, rmdirGen, isOrphan := dm.rmdirIno, dm.rmdirGen, dm.orphanized
@@ -207,6 +215,7 @@ func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	if err != nil {
 		return err
 	}
+	s.expectPath(from, pm.ino, pm.gen)
 	if err := s.sendRename(from, to); err != nil {
 		return err
 	}

@@ -236,7 +236,11 @@ func (s *sendCtx) didOverwriteRef(dir, dirGen, ino, gen uint64, name []byte) (bo
 	if ow < s.sendProgress {
 		return true, nil
 	}
-	if ino != s.curIno && ow == s.curIno {
+	// The current inode takes the name over only once it has orphanized
+	// ino (the kernel answers yes as soon as the send tree says so, and
+	// names the orphan before it exists unless its name cache still holds
+	// the old name).
+	if ino != s.curIno && ow == s.curIno && s.curOrphanized[inoGen{ino, gen}] {
 		if owGen == 0 {
 			if owGen, err = s.inodeGen(s.send, ow); err != nil {
 				return false, err
@@ -309,13 +313,18 @@ func errDirLoop(ino uint64) error {
 func (s *sendCtx) curPath(ino, gen uint64) ([]byte, error) {
 	isCur := ino == s.curIno && gen == s.curGen
 	if isCur && s.curInodePath != nil {
+		s.expectPath(s.curInodePath, ino, gen)
 		return s.curInodePath, nil
 	}
 	p, err := s.computePath(ino, gen)
-	if err == nil && isCur {
+	if err != nil {
+		return nil, err
+	}
+	if isCur {
 		s.curInodePath = p
 	}
-	return p, err
+	s.expectPath(p, ino, gen)
+	return p, nil
 }
 
 // computePath walks from (ino, gen) up to the subvolume root.

@@ -143,6 +143,7 @@ func (s *sendCtx) orphanize(ino, gen uint64, path []byte) error {
 	if err != nil {
 		return err
 	}
+	s.expectPath(path, ino, gen)
 	if err := s.sendRename(path, orphan); err != nil {
 		return err
 	}
@@ -155,6 +156,7 @@ func (s *sendCtx) orphanize(ino, gen uint64, path []byte) error {
 // renameCurrentInode moves the current inode from one path to another and
 // remembers the new path.
 func (s *sendCtx) renameCurrentInode(from, to []byte) error {
+	s.expectPath(from, s.curIno, s.curGen)
 	if err := s.sendRename(from, to); err != nil {
 		return err
 	}
@@ -232,6 +234,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 			}
 		}
 		if !first {
+			s.expectPath(cur.path, ow.ino, ow.gen)
 			if err := s.sendUnlink(cur.path); err != nil {
 				return false, err
 			}
@@ -240,6 +243,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		if err := s.orphanize(ow.ino, ow.gen, cur.path); err != nil {
 			return false, err
 		}
+		s.curOrphanized[ow] = true
 		if isDir(owMode) {
 			orphanizedDir = true
 		}
@@ -250,7 +254,11 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if anc {
+		// The kernel asks the parent tree only; at the receiver the
+		// directory can also be above the inode through directories
+		// moved already (its stream then works only if it named the
+		// orphan before it existed, see didOverwriteRef).
+		if anc || (isDir(owMode) && isUnder(validPath, cur.path)) {
 			orphanizedAncestor = true
 			s.curInodePath = nil
 			if validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
@@ -306,6 +314,13 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 				pendingMove = true
 			}
 		}
+		if orphanizedDir && canRename && (isOrphan || isDir(s.curMode)) {
+			// Recorded before a directory on it may have been
+			// orphanized (links refresh below, as the kernel does).
+			if err := s.refreshRefPath(cur); err != nil {
+				return false, err
+			}
+		}
 		switch {
 		case isOrphan && canRename:
 			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
@@ -358,11 +373,12 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 				return false, err
 			}
 			if !over {
-				if orphanizedAncestor {
+				if orphanizedAncestor || orphanizedDir {
 					if err := s.refreshRefPath(cur); err != nil {
 						return false, err
 					}
 				}
+				s.expectPath(cur.path, s.curIno, s.curGen)
 				if err := s.sendUnlink(cur.path); err != nil {
 					return false, err
 				}
@@ -373,6 +389,7 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 			checkDirs = append(checkDirs, cur)
 		}
 		if isOrphan {
+			s.expectPath(validPath, s.curIno, s.curGen)
 			if err := s.sendUnlink(validPath); err != nil {
 				return false, err
 			}

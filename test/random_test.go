@@ -27,7 +27,7 @@ import (
 //	                  options of protocol variant V (proto2, compressed-data)
 func TestRandomIncremental(t *testing.T) {
 	requireRoot(t)
-	seeds := randomSeeds(t)
+	seeds := randomSeeds(t, "SENDFS_SEEDS", defaultSeeds)
 	variant := envVariant(t)
 	nops := envInt(t, "SENDFS_RANDOM_OPS", 40)
 	const perImage = 100
@@ -51,7 +51,9 @@ func TestRandomIncremental(t *testing.T) {
 
 const defaultSeeds = 300
 
-func randomSeeds(t *testing.T) []uint64 {
+// randomSeeds returns the seeds to run: $SENDFS_SEED alone, or 1..$envName
+// (def when it is not set).
+func randomSeeds(t *testing.T, envName string, def int) []uint64 {
 	if s := os.Getenv("SENDFS_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -59,7 +61,7 @@ func randomSeeds(t *testing.T) []uint64 {
 		}
 		return []uint64{seed}
 	}
-	n := envInt(t, "SENDFS_SEEDS", defaultSeeds)
+	n := envInt(t, envName, def)
 	seeds := make([]uint64, n)
 	for i := range seeds {
 		seeds[i] = uint64(i + 1)
@@ -126,11 +128,14 @@ type randomGen struct {
 	t    testing.TB
 	root string
 	log  []string
-	n    int // counter for unique content seeds
+	n    int  // counter for unique content seeds
+	wide bool // names also from n0..n<wideNames-1>
+	// walked caches paths by kind, nil when the tree may have changed.
+	walked map[string][]string
 }
 
 func (g *randomGen) start(t testing.TB, root string, phase uint64) {
-	g.t, g.root = t, root
+	g.t, g.root, g.walked = t, root, nil
 	g.r = rand.New(rand.NewPCG(g.seed, phase))
 	g.log = append(g.log, fmt.Sprintf("-- phase %d", phase))
 }
@@ -150,25 +155,45 @@ func (g *randomGen) op(i int) { randomOps[i](g) }
 // names is a small pool so that names collide and get reused.
 var names = []string{"a", "b", "c", "d", "e", "f", "g", "h", "long-name-" + strings.Repeat("x", 40), "ü"}
 
-func (g *randomGen) name() string { return names[g.r.IntN(len(names))] }
+func (g *randomGen) name() string {
+	if g.wide && g.r.IntN(3) > 0 {
+		return "n" + strconv.Itoa(g.r.IntN(wideNames))
+	}
+	return names[g.r.IntN(len(names))]
+}
+
+// wideNames is the size of the wider name space of trees with many
+// directories (randomGen.wide), where the small pool would make most
+// creations and renames fail.
+const wideNames = 400
 
 // paths lists the tree's entries ("." for the root) in a stable order,
-// filtered by kind: "dir", "file", "any" (not the root).
+// filtered by kind: "dir", "file", "any" (not the root). One walk serves
+// the picks of one operation.
 func (g *randomGen) paths(kind string) []string {
-	var out []string
-	filepath.WalkDir(g.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	if g.walked == nil {
+		g.walked = map[string][]string{}
+		filepath.WalkDir(g.root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			rel, _ := filepath.Rel(g.root, p)
+			if d.IsDir() {
+				g.walked["dir"] = append(g.walked["dir"], rel)
+			}
+			if d.Type().IsRegular() {
+				g.walked["file"] = append(g.walked["file"], rel)
+			}
+			if rel != "." {
+				g.walked["any"] = append(g.walked["any"], rel)
+			}
 			return nil
+		})
+		for _, ps := range g.walked {
+			sort.Strings(ps)
 		}
-		rel, _ := filepath.Rel(g.root, p)
-		switch {
-		case kind == "dir" && d.IsDir(), kind == "file" && d.Type().IsRegular(), kind == "any" && rel != ".":
-			out = append(out, rel)
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out
+	}
+	return g.walked[kind]
 }
 
 // pick returns a random entry of the kind, "" if there is none.
@@ -185,6 +210,7 @@ func (g *randomGen) abs(rel string) string { return filepath.Join(g.root, rel) }
 // do logs an operation and its error, if any: an operation the tree does
 // not allow (a name taken, a directory not empty) is part of the sequence.
 func (g *randomGen) do(desc string, err error) {
+	g.walked = nil // even a failed operation may have changed something
 	if err != nil {
 		desc += fmt.Sprintf(" (failed: %v)", unwrapErrno(err))
 	}

@@ -21,13 +21,7 @@ import (
 // paths.
 func kernelSend(t testing.TB, mnt, snap, parent string, opts ...string) []byte {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "kernel.stream")
-	args := append([]string{"send", "-q", "-f", f}, opts...)
-	if parent != "" {
-		args = append(args, "-p", parent)
-	}
-	run(t, "btrfs", append(args, snap)...)
-	b, err := os.ReadFile(f)
+	b, err := kernelSendErr(t, snap, parent, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +29,20 @@ func kernelSend(t testing.TB, mnt, snap, parent string, opts ...string) []byte {
 		t.Fatalf("btrfs send %s wrote an empty stream (mounted at %s)", snap, mnt)
 	}
 	return b
+}
+
+// kernelSendErr is kernelSend returning the kernel's failure.
+func kernelSendErr(t testing.TB, snap, parent string, opts ...string) ([]byte, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "kernel.stream")
+	args := append([]string{"send", "-q", "-f", f}, opts...)
+	if parent != "" {
+		args = append(args, "-p", parent)
+	}
+	if _, err := runErr("btrfs", append(args, snap)...); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(f)
 }
 
 // sendfsSend runs `sendfs send -q -f FILE [opts] [-p PARENT] IMAGE...
@@ -102,6 +110,16 @@ func newReceiver(t testing.TB) *receiver {
 // filesystem by uuid.
 func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 	t.Helper()
+	last, err := r.receiveErr(t, streams...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// receiveErr is receive returning the failure of btrfs receive.
+func (r *receiver) receiveErr(t testing.TB, streams ...[]byte) (string, error) {
+	t.Helper()
 	r.n++
 	dir := r.fs.path(fmt.Sprintf("r%d", r.n))
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -116,7 +134,7 @@ func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 		err := cmd.Run()
 		cancel()
 		if err != nil {
-			t.Fatalf("btrfs receive of stream %d/%d (%d bytes): %v\n%s", i+1, len(streams), len(s), err, lastLines(stderr.String(), 20))
+			return "", fmt.Errorf("btrfs receive of stream %d/%d (%d bytes): %v\n%s", i+1, len(streams), len(s), err, lastLines(stderr.String(), 20))
 		}
 		var made []string
 		for n := range dirNames(t, dir) {
@@ -130,7 +148,7 @@ func (r *receiver) receive(t testing.TB, streams ...[]byte) string {
 		}
 		last = filepath.Join(dir, made[0])
 	}
-	return last
+	return last, nil
 }
 
 func dirNames(t testing.TB, dir string) map[string]bool {
