@@ -1,6 +1,8 @@
 package sendgen
 
 import (
+	"bytes"
+
 	"sendfs/btrfsread"
 )
 
@@ -107,7 +109,7 @@ func (s *sendCtx) waitForParentMove(ref *recordedRef, isOrphan bool) (bool, erro
 		if err != nil {
 			return false, err
 		}
-		if ino > s.curIno && (beforeDir != afterDir || !sameName(beforeName, afterName)) {
+		if ino > s.curIno && (beforeDir != afterDir || !bytes.Equal(beforeName, afterName)) {
 			parentGen, ok, err := s.inodeGenIfExists(s.parent, ino)
 			if err != nil {
 				return false, err
@@ -148,11 +150,12 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 				break
 			}
 		} else {
-			var orphan bool
-			_, parent, parentGen, orphan, err = s.curNameAndParent(ino, gen)
-			if err == nil && orphan {
+			var step pathStep
+			step, err = s.curNameAndParent(ino, gen)
+			if err == nil && step.orphan {
 				break
 			}
+			parent, parentGen = step.parent, step.parentGen
 		}
 		if err != nil {
 			return false, 0, err

@@ -49,73 +49,65 @@ func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error
 	return ii.Generation, nil
 }
 
+// inodeStatus is what curInodeState finds of (ino, gen): its state at the
+// receiver now, and the generation each tree has for ino (0 when absent or
+// unlinked).
+type inodeStatus struct {
+	state              inodeState
+	sendGen, parentGen uint64
+}
+
+// exists reports whether the inode exists at the receiver now.
+func (st inodeStatus) exists() bool {
+	return st.state == stateNoChange || st.state == stateDidCreate || st.state == stateWillDelete
+}
+
 // curInodeState says whether (ino, gen) exists, will exist or did exist at
-// the receiver now. sendGen/parentGen are the generations found in each tree
-// (0 when absent or unlinked).
-func (s *sendCtx) curInodeState(ino, gen uint64) (st inodeState, sendGen, parentGen uint64, err error) {
+// the receiver now.
+func (s *sendCtx) curInodeState(ino, gen uint64) (inodeStatus, error) {
+	var st inodeStatus
 	left, lok, err := s.inodeInfo(s.send, ino)
 	if err != nil {
-		return 0, 0, 0, err
+		return st, err
 	}
 	lok = lok && left.Nlink > 0
 	right, rok, err := s.inodeInfo(s.parent, ino)
 	if err != nil {
-		return 0, 0, 0, err
+		return st, err
 	}
 	rok = rok && right.Nlink > 0
 	if lok {
-		sendGen = left.Generation
+		st.sendGen = left.Generation
 	}
 	if rok {
-		parentGen = right.Generation
+		st.parentGen = right.Generation
 	}
 	done := ino < s.sendProgress
-	created := func() inodeState {
-		if done {
-			return stateDidCreate
-		}
-		return stateWillCreate
-	}
-	deleted := func() inodeState {
-		if done {
-			return stateDidDelete
-		}
-		return stateWillDelete
+	created, deleted := stateWillCreate, stateWillDelete
+	if done {
+		created, deleted = stateDidCreate, stateDidDelete
 	}
 	switch {
-	case lok && rok:
-		switch {
-		case left.Generation == gen && right.Generation == gen:
-			return stateNoChange, sendGen, parentGen, nil
-		case left.Generation == gen:
-			return created(), sendGen, parentGen, nil
-		case right.Generation == gen:
-			return deleted(), sendGen, parentGen, nil
-		}
-	case lok:
-		if left.Generation == gen {
-			return created(), sendGen, parentGen, nil
-		}
-	case rok:
-		if right.Generation == gen {
-			return deleted(), sendGen, parentGen, nil
-		}
+	case lok && rok && left.Generation == gen && right.Generation == gen:
+		st.state = stateNoChange
+	case lok && left.Generation == gen:
+		st.state = created
+	case rok && right.Generation == gen:
+		st.state = deleted
+	default:
+		st.state = stateNone
 	}
-	return stateNone, sendGen, parentGen, nil
+	return st, nil
 }
 
-// isInodeExistent reports whether (ino, gen) exists at the receiver now.
-// The root directory always exists (its generations are not looked up:
-// callers never compare them).
-func (s *sendCtx) isInodeExistent(ino, gen uint64) (exists bool, sendGen, parentGen uint64, err error) {
+// inodeExists is curInodeState for callers that ask whether (ino, gen)
+// exists at the receiver now. The root directory always exists (its
+// generations are not looked up: callers never compare them).
+func (s *sendCtx) inodeExists(ino, gen uint64) (inodeStatus, error) {
 	if ino == btrfsread.FirstFreeObjectID {
-		return true, 0, 0, nil
+		return inodeStatus{state: stateNoChange}, nil
 	}
-	st, sendGen, parentGen, err := s.curInodeState(ino, gen)
-	if err != nil {
-		return false, 0, 0, err
-	}
-	return st == stateNoChange || st == stateDidCreate || st == stateWillDelete, sendGen, parentGen, nil
+	return s.curInodeState(ino, gen)
 }
 
 // firstRef returns the first name of ino in root: its parent directory, that
@@ -183,11 +175,11 @@ func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (who inoGen,
 	if s.parent == nil {
 		return who, 0, false, nil
 	}
-	exists, _, parentDirGen, err := s.isInodeExistent(dir, dirGen)
-	if err != nil || !exists {
+	st, err := s.inodeExists(dir, dirGen)
+	if err != nil || !st.exists() {
 		return who, 0, false, err
 	}
-	if dir != btrfsread.FirstFreeObjectID && parentDirGen != dirGen {
+	if dir != btrfsread.FirstFreeObjectID && st.parentGen != dirGen {
 		return who, 0, false, nil
 	}
 	other, found, err := s.lookupDirItemInode(s.parent, dir, name)
@@ -213,11 +205,11 @@ func (s *sendCtx) didOverwriteRef(dir, dirGen, ino, gen uint64, name []byte) (bo
 	if s.parent == nil {
 		return false, nil
 	}
-	exists, sendDirGen, _, err := s.isInodeExistent(dir, dirGen)
-	if err != nil || !exists {
+	st, err := s.inodeExists(dir, dirGen)
+	if err != nil || !st.exists() {
 		return false, err
 	}
-	if dir != btrfsread.FirstFreeObjectID && sendDirGen != dirGen {
+	if dir != btrfsread.FirstFreeObjectID && st.sendGen != dirGen {
 		return false, nil
 	}
 	ow, found, err := s.lookupDirItemInode(s.send, dir, name)
@@ -265,34 +257,44 @@ func (s *sendCtx) didOverwriteFirstRef(ino, gen uint64) (bool, error) {
 	return s.didOverwriteRef(dir, dirGen, ino, gen, name)
 }
 
-// curNameAndParent returns ino's current name and parent at the receiver;
-// orphan is true when the name is an orphan name (the walk stops there).
-func (s *sendCtx) curNameAndParent(ino, gen uint64) (name []byte, parent, parentGen uint64, orphan bool, err error) {
-	exists, _, _, err := s.isInodeExistent(ino, gen)
-	if err != nil {
-		return nil, 0, 0, false, err
+// pathStep is one step of a path walk: an inode's current name at the
+// receiver and its parent directory; orphan means the name is an orphan
+// name in the subvolume root (the walk stops there).
+type pathStep struct {
+	name              []byte
+	parent, parentGen uint64
+	orphan            bool
+}
+
+// curNameAndParent returns ino's current name and parent at the receiver.
+func (s *sendCtx) curNameAndParent(ino, gen uint64) (pathStep, error) {
+	orphan := func() (pathStep, error) {
+		name, err := s.orphanName(ino, gen)
+		return pathStep{name: name, orphan: true}, err
 	}
-	if !exists {
-		name, err = s.orphanName(ino, gen)
-		return name, 0, 0, true, err
+	st, err := s.inodeExists(ino, gen)
+	if err != nil {
+		return pathStep{}, err
+	}
+	if !st.exists() {
+		return orphan()
 	}
 	root := s.parent
 	if ino < s.sendProgress {
 		root = s.send
 	}
-	parent, parentGen, name, err = s.firstRef(root, ino)
+	parent, parentGen, name, err := s.firstRef(root, ino)
 	if err != nil {
-		return nil, 0, 0, false, err
+		return pathStep{}, err
 	}
 	over, err := s.didOverwriteRef(parent, parentGen, ino, gen, name)
 	if err != nil {
-		return nil, 0, 0, false, err
+		return pathStep{}, err
 	}
 	if over {
-		name, err = s.orphanName(ino, gen)
-		return name, 0, 0, true, err
+		return orphan()
 	}
-	return name, parent, parentGen, false, nil
+	return pathStep{name: name, parent: parent, parentGen: parentGen}, nil
 }
 
 // maxPathDepth bounds path walks: a loop in corrupt metadata or an engine bug
@@ -352,7 +354,9 @@ func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 		} else if wdm != nil {
 			parent, parentGen, name, err = s.firstRef(s.parent, ino)
 		} else {
-			name, parent, parentGen, stop, err = s.curNameAndParent(ino, gen)
+			var step pathStep
+			step, err = s.curNameAndParent(ino, gen)
+			name, parent, parentGen, stop = step.name, step.parent, step.parentGen, step.orphan
 		}
 		if err != nil {
 			return nil, err

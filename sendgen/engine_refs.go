@@ -95,24 +95,20 @@ func (s *sendCtx) changedRef(c btrfsread.Change) error {
 	if s.curNewGen || s.curIno == btrfsread.FirstFreeObjectID {
 		return nil
 	}
-	if c.Left != nil {
-		refs, err := btrfsread.ParseInodeRefs(c.Key, c.Left)
+	for _, side := range []struct {
+		item  []byte
+		root  *btrfsread.Subvolume
+		isNew bool
+	}{{c.Left, s.send, true}, {c.Right, s.parent, false}} {
+		if side.item == nil {
+			continue
+		}
+		refs, err := btrfsread.ParseInodeRefs(c.Key, side.item)
 		if err != nil {
 			return err
 		}
 		for _, r := range refs {
-			if err := s.recordRef(s.send, true, r); err != nil {
-				return err
-			}
-		}
-	}
-	if c.Right != nil {
-		refs, err := btrfsread.ParseInodeRefs(c.Key, c.Right)
-		if err != nil {
-			return err
-		}
-		for _, r := range refs {
-			if err := s.recordRef(s.parent, false, r); err != nil {
+			if err := s.recordRef(side.root, side.isNew, r); err != nil {
 				return err
 			}
 		}
@@ -177,8 +173,11 @@ func (s *sendCtx) refreshRefPath(r *recordedRef) error {
 
 // processRecordedRefs sends the renames, links, unlinks and rmdirs that turn
 // the current inode's old names into its new ones (the kernel's
-// process_recorded_refs). pendingMove reports that the inode's own move was
-// delayed until an ancestor has been moved.
+// process_recorded_refs), in its phases: find the path the inode has now,
+// move aside whatever holds one of its new names, take the new names, drop
+// the old ones, then update the directories it left or entered.
+// pendingMove reports that the inode's own move was delayed until an
+// ancestor has been moved.
 func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 	defer func() {
 		s.newRefs.reset()
@@ -187,253 +186,292 @@ func (s *sendCtx) processRecordedRefs() (pendingMove bool, err error) {
 	if s.curIno <= btrfsread.FirstFreeObjectID {
 		return false, fmt.Errorf("refs recorded for the subvolume root directory")
 	}
-	newRefs, deletedRefs := s.newRefs.all(), s.deletedRefs.all()
-	var checkDirs []*recordedRef
-	var validPath []byte
-	isOrphan, didOverwrite := false, false
-	if !s.curNew {
-		if didOverwrite, err = s.didOverwriteFirstRef(s.curIno, s.curGen); err != nil {
+	p := &refsPass{newRefs: s.newRefs.all(), deletedRefs: s.deletedRefs.all()}
+	for _, phase := range []func(*refsPass) error{
+		s.findValidPath,
+		s.orphanizeOverwritten,
+		s.takeNewRefs,
+		s.dropDeletedRefs,
+		s.updateTouchedDirs,
+	} {
+		if err := phase(p); err != nil {
 			return false, err
 		}
 	}
-	if s.curNew || didOverwrite {
-		if validPath, err = s.orphanName(s.curIno, s.curGen); err != nil {
-			return false, err
-		}
-		isOrphan = true
-	} else if validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
-		return false, err
-	}
+	return p.pendingMove, nil
+}
 
-	// First pass: orphanize or unlink whatever unprocessed inode holds one
-	// of our new names in the parent tree, before any link or rename uses a
-	// path through it.
-	orphanizedDir, orphanizedAncestor := false, false
-	for _, cur := range newRefs {
-		st, _, _, err := s.curInodeState(cur.dir, cur.dirGen)
-		if err != nil {
-			return false, err
+// refsPass is what the phases of processRecordedRefs hand on to each other.
+type refsPass struct {
+	newRefs, deletedRefs []*recordedRef
+	// validPath is where the current inode is at the receiver now, an
+	// orphan name while isOrphan.
+	validPath []byte
+	isOrphan  bool
+	// orphanizedDir: a directory was moved aside, so recorded paths through
+	// it may be stale; orphanizedAncestor: it was above the current inode.
+	orphanizedDir, orphanizedAncestor bool
+	pendingMove                       bool
+	// checkDirs are the directories the inode left or entered.
+	checkDirs []*recordedRef
+}
+
+// findValidPath finds the current inode's path at the receiver: its orphan
+// name when it is new or its first name was taken over, else its path.
+func (s *sendCtx) findValidPath(p *refsPass) error {
+	didOverwrite := false
+	if !s.curNew {
+		var err error
+		if didOverwrite, err = s.didOverwriteFirstRef(s.curIno, s.curGen); err != nil {
+			return err
 		}
-		if st == stateWillCreate {
+	}
+	var err error
+	if s.curNew || didOverwrite {
+		p.validPath, err = s.orphanName(s.curIno, s.curGen)
+		p.isOrphan = true
+	} else {
+		p.validPath, err = s.curPath(s.curIno, s.curGen)
+	}
+	return err
+}
+
+// orphanizeOverwritten orphanizes or unlinks whatever unprocessed inode
+// holds one of the new names in the parent tree, before any link or rename
+// uses a path through it.
+func (s *sendCtx) orphanizeOverwritten(p *refsPass) error {
+	for _, cur := range p.newRefs {
+		st, err := s.curInodeState(cur.dir, cur.dirGen)
+		if err != nil {
+			return err
+		}
+		if st.state == stateWillCreate {
 			continue
 		}
 		ow, owMode, overwrites, err := s.willOverwriteRef(cur.dir, cur.dirGen, cur.name())
 		if err != nil {
-			return false, err
+			return err
 		}
 		if !overwrites {
 			continue
 		}
 		first, err := s.isFirstRef(s.parent, ow.ino, cur.dir, cur.name())
 		if err != nil {
-			return false, err
+			return err
 		}
-		if orphanizedDir {
+		if p.orphanizedDir {
 			if err := s.refreshRefPath(cur); err != nil {
-				return false, err
+				return err
 			}
 		}
 		if !first {
 			s.expectPath(cur.path, ow.ino, ow.gen)
 			if err := s.sendUnlink(cur.path); err != nil {
-				return false, err
+				return err
 			}
 			continue
 		}
 		if err := s.orphanize(ow.ino, ow.gen, cur.path); err != nil {
-			return false, err
+			return err
 		}
 		s.curOrphanized[ow] = true
 		if isDir(owMode) {
-			orphanizedDir = true
+			p.orphanizedDir = true
 		}
 		if wdm := s.waitingDirMoves[ow.ino]; wdm != nil {
 			wdm.orphanized = true
 		}
 		anc, err := s.isAncestor(s.parent, ow.ino, ow.gen, s.curIno)
 		if err != nil {
-			return false, err
+			return err
 		}
 		// The kernel asks the parent tree only; at the receiver the
 		// directory can also be above the inode through directories
 		// moved already (its stream then works only if it named the
 		// orphan before it existed, see didOverwriteRef).
-		if anc || (isDir(owMode) && isUnder(validPath, cur.path)) {
-			orphanizedAncestor = true
+		if anc || (isDir(owMode) && isUnder(p.validPath, cur.path)) {
+			p.orphanizedAncestor = true
 			s.curInodePath = nil
-			if validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
-				return false, err
+			if p.validPath, err = s.curPath(s.curIno, s.curGen); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
+}
 
-	// Second pass: create parents that come later in inode order, then
-	// move or link the inode to each new name.
+// takeNewRefs creates parents that come later in inode order, then moves
+// or links the inode to each new name, unless a directory move has to
+// wait.
+func (s *sendCtx) takeNewRefs(p *refsPass) error {
 	canRename := true
-	for i, cur := range newRefs {
-		st, _, _, err := s.curInodeState(cur.dir, cur.dirGen)
-		if err != nil {
-			return false, err
-		}
-		if st == stateWillCreate {
-			created := false
-			for _, prev := range newRefs[:i] {
-				if prev.dir == cur.dir {
-					created = true
-					break
-				}
-			}
-			if !created {
-				if created, err = s.didCreateDir(cur.dir); err != nil {
-					return false, err
-				}
-			}
-			if !created {
-				if err := s.sendCreateInode(cur.dir); err != nil {
-					return false, err
-				}
-			}
+	for i, cur := range p.newRefs {
+		if err := s.createParentIfNeeded(cur, p.newRefs[:i]); err != nil {
+			return err
 		}
 		if isDir(s.curMode) && s.parent != nil {
-			wait, err := s.waitForDestDirMove(cur, isOrphan)
+			wait, err := s.waitForDestDirMove(cur, p.isOrphan)
 			if err != nil {
-				return false, err
+				return err
 			}
 			if wait {
 				canRename = false
-				pendingMove = true
+				p.pendingMove = true
 			}
 		}
 		if isDir(s.curMode) && s.parent != nil && canRename {
-			wait, err := s.waitForParentMove(cur, isOrphan)
+			wait, err := s.waitForParentMove(cur, p.isOrphan)
 			if err != nil {
-				return false, err
+				return err
 			}
 			if wait {
 				canRename = false
-				pendingMove = true
+				p.pendingMove = true
 			}
 		}
-		if orphanizedDir && canRename && (isOrphan || isDir(s.curMode)) {
+		if p.orphanizedDir && canRename && (p.isOrphan || isDir(s.curMode)) {
 			// Recorded before a directory on it may have been
 			// orphanized (links refresh below, as the kernel does).
 			if err := s.refreshRefPath(cur); err != nil {
-				return false, err
+				return err
 			}
 		}
 		switch {
-		case isOrphan && canRename:
-			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
-				return false, err
+		case p.isOrphan && canRename:
+			if err := s.renameCurrentInode(p.validPath, cur.path); err != nil {
+				return err
 			}
-			isOrphan = false
-			validPath = cur.path
+			p.isOrphan = false
+			p.validPath = cur.path
 		case canRename && isDir(s.curMode):
-			if err := s.renameCurrentInode(validPath, cur.path); err != nil {
-				return false, err
+			if err := s.renameCurrentInode(p.validPath, cur.path); err != nil {
+				return err
 			}
-			validPath = cur.path
+			p.validPath = cur.path
 		case canRename:
-			if orphanizedDir {
+			if p.orphanizedDir {
 				if err := s.refreshRefPath(cur); err != nil {
-					return false, err
+					return err
 				}
 			}
-			if err := s.sendLink(cur.path, validPath); err != nil {
-				return false, err
+			if err := s.sendLink(cur.path, p.validPath); err != nil {
+				return err
 			}
 		}
-		checkDirs = append(checkDirs, cur)
+		p.checkDirs = append(p.checkDirs, cur)
 	}
+	return nil
+}
 
+// createParentIfNeeded creates the directory of new ref cur when it comes
+// later in inode order and neither an earlier ref (earlier) nor an earlier
+// inode created it.
+func (s *sendCtx) createParentIfNeeded(cur *recordedRef, earlier []*recordedRef) error {
+	st, err := s.curInodeState(cur.dir, cur.dirGen)
+	if err != nil || st.state != stateWillCreate {
+		return err
+	}
+	for _, prev := range earlier {
+		if prev.dir == cur.dir {
+			return nil
+		}
+	}
+	if created, err := s.didCreateDir(cur.dir); err != nil || created {
+		return err
+	}
+	return s.sendCreateInode(cur.dir)
+}
+
+// dropDeletedRefs removes the inode's old names: a deleted directory goes
+// (or waits as an orphan until it is empty), a file's old names are
+// unlinked, and an orphan name left over is unlinked.
+func (s *sendCtx) dropDeletedRefs(p *refsPass) error {
 	switch {
 	case isDir(s.curMode) && s.curDeleted:
 		ok, err := s.canRmdir(s.curIno, s.curGen)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if ok {
-			if err := s.sendRmdir(validPath); err != nil {
-				return false, err
+			if err := s.sendRmdir(p.validPath); err != nil {
+				return err
 			}
-		} else if !isOrphan {
-			if err := s.orphanize(s.curIno, s.curGen, validPath); err != nil {
-				return false, err
+		} else if !p.isOrphan {
+			if err := s.orphanize(s.curIno, s.curGen, p.validPath); err != nil {
+				return err
 			}
-			isOrphan = true
+			p.isOrphan = true
 		}
-		checkDirs = append(checkDirs, deletedRefs...)
-	case isDir(s.curMode) && len(deletedRefs) > 0:
+		p.checkDirs = append(p.checkDirs, p.deletedRefs...)
+	case isDir(s.curMode) && len(p.deletedRefs) > 0:
 		// A moved directory: its old parent needs new times.
-		checkDirs = append(checkDirs, deletedRefs[0])
+		p.checkDirs = append(p.checkDirs, p.deletedRefs[0])
 	case !isDir(s.curMode):
-		for _, cur := range deletedRefs {
+		for _, cur := range p.deletedRefs {
 			over, err := s.didOverwriteRef(cur.dir, cur.dirGen, s.curIno, s.curGen, cur.name())
 			if err != nil {
-				return false, err
+				return err
 			}
 			if !over {
-				if orphanizedAncestor || orphanizedDir {
+				if p.orphanizedAncestor || p.orphanizedDir {
 					if err := s.refreshRefPath(cur); err != nil {
-						return false, err
+						return err
 					}
 				}
 				s.expectPath(cur.path, s.curIno, s.curGen)
 				if err := s.sendUnlink(cur.path); err != nil {
-					return false, err
+					return err
 				}
 				if bytes.HasPrefix(cur.path, s.curInodePath) {
 					s.curInodePath = nil
 				}
 			}
-			checkDirs = append(checkDirs, cur)
+			p.checkDirs = append(p.checkDirs, cur)
 		}
-		if isOrphan {
-			s.expectPath(validPath, s.curIno, s.curGen)
-			if err := s.sendUnlink(validPath); err != nil {
-				return false, err
+		if p.isOrphan {
+			s.expectPath(p.validPath, s.curIno, s.curGen)
+			if err := s.sendUnlink(p.validPath); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
+}
 
-	// The directories the inode left or entered: new times, or an rmdir
-	// that is now possible. Each (dir, gen) once.
+// updateTouchedDirs gives the directories the inode left or entered new
+// times, or the rmdir that is now possible; each (dir, gen) once.
+func (s *sendCtx) updateTouchedDirs(p *refsPass) error {
 	seen := map[inoGen]bool{}
-	for _, cur := range checkDirs {
-		if cur.dir > s.curIno {
-			continue
-		}
+	for _, cur := range p.checkDirs {
 		key := inoGen{cur.dir, cur.dirGen}
-		if seen[key] {
+		if cur.dir > s.curIno || seen[key] {
 			continue
 		}
 		seen[key] = true
-		st, _, _, err := s.curInodeState(cur.dir, cur.dirGen)
+		st, err := s.curInodeState(cur.dir, cur.dirGen)
 		if err != nil {
-			return false, err
+			return err
 		}
-		switch st {
+		switch st.state {
 		case stateDidCreate, stateNoChange:
 			if err := s.cacheDirUtimes(cur.dir, cur.dirGen); err != nil {
-				return false, err
+				return err
 			}
 		case stateDidDelete:
 			ok, err := s.canRmdir(cur.dir, cur.dirGen)
-			if err != nil {
-				return false, err
+			if err != nil || !ok {
+				return err
 			}
-			if ok {
-				p, err := s.curPath(cur.dir, cur.dirGen)
-				if err != nil {
-					return false, err
-				}
-				if err := s.sendRmdir(p); err != nil {
-					return false, err
-				}
+			path, err := s.curPath(cur.dir, cur.dirGen)
+			if err != nil {
+				return err
+			}
+			if err := s.sendRmdir(path); err != nil {
+				return err
 			}
 		}
 	}
-	return pendingMove, nil
+	return nil
 }
 
 // didCreateDir reports whether directory dir was already created out of order
@@ -527,6 +565,3 @@ func (s *sendCtx) rememberOrphanDir(key inoGen, odi *orphanDirInfo, lastEntry in
 	odi.lastEntry = lastEntry
 	odi.dirHighSeqIno = max(odi.dirHighSeqIno, highSeq)
 }
-
-// sameName reports whether two names are equal.
-func sameName(a, b []byte) bool { return bytes.Equal(a, b) }
