@@ -378,23 +378,8 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 		}
 	}
 	if isRegular(s.curMode) {
-		if s.needSendHole() {
-			if s.curLastExtent == unknownOffset || s.curLastExtent < s.curSize {
-				if err := s.getLastExtent(unknownOffset); err != nil {
-					return err
-				}
-			}
-			if s.curLastExtent < s.curSize {
-				hole, err := s.rangeIsHoleInParent(s.curLastExtent, s.curSize)
-				if err != nil {
-					return err
-				}
-				if !hole {
-					if err := s.sendHole(s.curSize); err != nil {
-						return err
-					}
-				}
-			}
+		if err := s.sendTrailingHole(); err != nil {
+			return err
 		}
 		if needTruncate {
 			if err := s.sendTruncate(s.curIno, s.curGen, s.curSize); err != nil {

@@ -244,6 +244,13 @@ func (s *sendCtx) cloneRange(src *cloneSource, extOff uint64, fe *btrfsread.File
 	srcSize := srcInode.Size
 	dataOffset := fe.Offset + offset - extOff
 	srcOff := src.offset
+	// advance moves past n bytes sent (in the file, the source and the
+	// extent) and reports whether the range is done.
+	advance := func(n uint64) bool {
+		length -= n
+		offset, srcOff, dataOffset = offset+n, srcOff+n, dataOffset+n
+		return length == 0
+	}
 	err = src.root.Extents(src.ino, srcOff, func(k uint64, sfe *btrfsread.FileExtent) error {
 		extLen := sfe.NumBytes
 		if sfe.Type == btrfsread.ExtentInline {
@@ -258,13 +265,9 @@ func (s *sendCtx) cloneRange(src *cloneSource, extOff uint64, fe *btrfsread.File
 			if err := s.sendExtentData(extOff, fe, offset, holeLen); err != nil {
 				return err
 			}
-			length -= holeLen
-			if length == 0 {
+			if advance(holeLen) {
 				return btrfsread.ErrStopWalk
 			}
-			offset += holeLen
-			srcOff += holeLen
-			dataOffset += holeLen
 		}
 		if k >= srcOff+length || k >= srcSize {
 			return btrfsread.ErrStopWalk
@@ -311,16 +314,9 @@ func (s *sendCtx) cloneRange(src *cloneSource, extOff uint64, fe *btrfsread.File
 				return err
 			}
 		}
-		length -= cloneLen
-		if length == 0 {
+		if advance(cloneLen) || src.root == s.send && src.ino == s.curIno && srcOff >= s.curNextWriteOffset {
 			return btrfsread.ErrStopWalk
 		}
-		offset += cloneLen
-		srcOff += cloneLen
-		if src.root == s.send && src.ino == s.curIno && srcOff >= s.curNextWriteOffset {
-			return btrfsread.ErrStopWalk
-		}
-		dataOffset += cloneLen
 		return nil
 	})
 	if err != nil && !notFound(err) {

@@ -366,17 +366,36 @@ func (s *sendCtx) maybeSendHole(k btrfsread.Key, fe *btrfsread.FileExtent) error
 			return err
 		}
 	}
-	if s.curLastExtent != unknownOffset && s.curLastExtent < k.Offset {
-		hole, err := s.rangeIsHoleInParent(s.curLastExtent, k.Offset)
-		if err != nil {
-			return err
-		}
-		if !hole {
-			if err := s.sendHole(k.Offset); err != nil {
-				return err
-			}
-		}
+	if err := s.sendHoleUpTo(k.Offset); err != nil {
+		return err
 	}
 	s.curLastExtent = s.extentEnd(k.Offset, fe)
 	return nil
+}
+
+// sendTrailingHole sends the hole between the file's last extent and its
+// end (the kernel's 6.8 rule), for a file that exists at the receiver.
+func (s *sendCtx) sendTrailingHole() error {
+	if !s.needSendHole() {
+		return nil
+	}
+	if s.curLastExtent == unknownOffset || s.curLastExtent < s.curSize {
+		if err := s.getLastExtent(unknownOffset); err != nil {
+			return err
+		}
+	}
+	return s.sendHoleUpTo(s.curSize)
+}
+
+// sendHoleUpTo sends the hole from the end of the last extent sent to end,
+// unless the parent has a hole there too.
+func (s *sendCtx) sendHoleUpTo(end uint64) error {
+	if s.curLastExtent == unknownOffset || s.curLastExtent >= end {
+		return nil
+	}
+	hole, err := s.rangeIsHoleInParent(s.curLastExtent, end)
+	if err != nil || hole {
+		return err
+	}
+	return s.sendHole(end)
 }
