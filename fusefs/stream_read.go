@@ -44,7 +44,8 @@ type viewReader interface {
 
 // read returns len(p) bytes from off, read into p or lent, all of them or
 // an error: the size is exact, so a short read is a failure too, and so is
-// a stream whose length is not size (sizeMismatch).
+// a stream whose length is not size (sizeMismatch). The read that ends the
+// file waits for the stream's length to be known.
 func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) {
 	if res, done, err := h.readPrefix(p, off, size); done {
 		return res, err
@@ -53,14 +54,19 @@ func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	if sr, ok := r.(interface{ Size() int64 }); ok && sr.Size() != size {
-		return nil, h.f.sizeMismatch(sr.Size(), size)
+	if off+int64(len(p)) == size {
+		if err := h.checkLength(r, size); err != nil {
+			return nil, err
+		}
 	}
 	if vr, ok := r.(viewReader); ok {
 		v, err := vr.ReadView(p, off)
 		if err == nil && len(v.Data) != len(p) {
 			v.Release()
-			err = io.ErrUnexpectedEOF
+			err = io.EOF
+		}
+		if errors.Is(err, io.EOF) {
+			err = h.short(r, size)
 		}
 		if err != nil {
 			return nil, err
@@ -72,9 +78,40 @@ func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) 
 	case n == len(p):
 		return fuse.ReadResultData(p), nil
 	case err == nil || errors.Is(err, io.EOF):
-		return nil, io.ErrUnexpectedEOF
+		return nil, h.short(r, size)
 	}
 	return nil, err
+}
+
+// sizedReader is a reader that can tell the stream's length
+// (*sendgen.Reader).
+type sizedReader interface {
+	Size() (int64, error)
+}
+
+// checkLength fails unless the stream is size bytes long, when r can
+// tell.
+func (h *streamHandle) checkLength(r io.ReaderAt, size int64) error {
+	sr, ok := r.(sizedReader)
+	if !ok {
+		return nil
+	}
+	n, err := sr.Size()
+	switch {
+	case err != nil:
+		return err
+	case n != size:
+		return h.f.sizeMismatch(n, size)
+	}
+	return nil
+}
+
+// short is the error for a read that found the stream ending before size.
+func (h *streamHandle) short(r io.ReaderAt, size int64) error {
+	if err := h.checkLength(r, size); err != nil {
+		return err
+	}
+	return io.ErrUnexpectedEOF
 }
 
 // prefixReader is a stream that can serve its first bytes without building

@@ -4,33 +4,70 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
+	"sync"
 )
 
 // Random access: a Reader copies metadata straight from the plan and
 // regenerates data commands on demand, into the caller's buffer when they
-// fit in it. A sequential reader is served from a window of the stream
-// filled ahead of it on worker goroutines (reader_window.go); other reads
-// fill the caller's buffer directly, helped by goroutines from free slots
-// (reader_fill.go).
+// fit in it. The plan is built alongside (plan_build.go) and a read waits
+// only until it covers the read's bytes. A sequential reader is served from
+// a window of the stream filled ahead of it on worker goroutines
+// (reader_window.go); other reads fill the caller's buffer directly, helped
+// by goroutines from free slots (reader_fill.go).
 
 // Reader serves any byte range of a stream; safe for concurrent use.
 type Reader struct {
-	plan *plan
-	win  window
+	s   *Stream
+	ctx context.Context
+	mu  sync.Mutex
+	b   *planBuild // attached; nil after Close or a failed build
+	win window
 }
 
-// NewReader prepares random access to the stream (building its command index
-// on first use, shared by all readers of s).
+// NewReader prepares random access to the stream, starting the build of its
+// command index (shared by all readers of s) under ctx if none is running.
+// It does not wait for the index: each read waits until the index covers
+// its bytes.
 func (s *Stream) NewReader(ctx context.Context) (*Reader, error) {
-	p, err := s.getPlan(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &Reader{plan: p, win: window{next: -1}}, nil
+	return &Reader{s: s, ctx: ctx, b: s.attachBuild(ctx), win: window{next: -1}}, nil
 }
 
-// Size is the stream's length.
-func (r *Reader) Size() int64 { return r.plan.size }
+// cover returns the plan as far as it covers the stream up to end, or the
+// whole plan when the stream ends before. After a failed build the next
+// call starts another.
+func (r *Reader) cover(end int64) (*plan, error) {
+	r.mu.Lock()
+	if r.b == nil {
+		r.b = r.s.attachBuild(r.ctx)
+	}
+	b := r.b
+	r.mu.Unlock()
+	p, err := b.covering(end)
+	if err != nil {
+		r.detach(b)
+	}
+	return p, err
+}
+
+// detach lets go of build b if it is still the one attached.
+func (r *Reader) detach(b *planBuild) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.b == b {
+		r.b = nil
+		r.s.detachBuild(b)
+	}
+}
+
+// Size is the stream's length; it waits for the whole index.
+func (r *Reader) Size() (int64, error) {
+	p, err := r.cover(math.MaxInt64)
+	if err != nil {
+		return 0, err
+	}
+	return p.size, nil
+}
 
 // ReadAt reads len(p) bytes at off, like io.ReaderAt.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
@@ -70,17 +107,22 @@ func (r *Reader) ReadView(buf []byte, off int64) (View, error) {
 	if off < 0 {
 		return View{}, errors.New("sendgen: negative read offset")
 	}
-	if off >= r.plan.size {
+	end := off + int64(len(buf))
+	pl, err := r.cover(max(end, off+1))
+	if err != nil {
+		return View{}, err
+	}
+	if off >= pl.size {
 		return View{}, io.EOF
 	}
-	p := buf[:min(int64(len(buf)), r.plan.size-off)]
+	p := buf[:min(int64(len(buf)), pl.size-off)]
 	if len(p) == 0 {
 		return View{Data: p}, nil
 	}
-	end := off + int64(len(p))
-	blocks := r.acquire(off, end)
+	end = off + int64(len(p))
+	blocks := r.acquire(off, end, pl)
 	if len(blocks) != 1 {
-		if err := r.read(p, off, blocks); err != nil {
+		if err := r.read(p, off, pl, blocks); err != nil {
 			return View{}, err
 		}
 		return View{Data: p}, nil
@@ -95,22 +137,29 @@ func (r *Reader) ReadView(buf []byte, off int64) (View, error) {
 }
 
 // read fills p from off: from the window's blocks when acquire returned
-// some, else directly.
-func (r *Reader) read(p []byte, off int64, blocks []*block) error {
+// some, else directly from pl.
+func (r *Reader) read(p []byte, off int64, pl *plan, blocks []*block) error {
 	if blocks != nil {
 		return r.copyBlocks(p, off, blocks)
 	}
-	return r.plan.fill(p, off, true)
+	return pl.fill(p, off, true)
 }
 
-// Close lets go of the read-ahead window: blocks not started yet are never
-// filled, and the others go back to the pool once no view holds them. The
-// Reader stays usable; a later sequential pass opens a new window.
+// Close lets go of the read-ahead window, whose blocks not started yet are
+// never filled while the others go back to the pool once no view holds
+// them, and of the index build, which stops if no other Reader needs it.
+// The Reader stays usable: a later read starts again.
 func (r *Reader) Close() error {
 	w := &r.win
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.drop(len(w.blocks))
 	w.ahead, w.next = 0, -1
+	w.mu.Unlock()
+	r.mu.Lock()
+	b := r.b
+	r.mu.Unlock()
+	if b != nil {
+		r.detach(b)
+	}
 	return nil
 }

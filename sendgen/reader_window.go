@@ -2,6 +2,7 @@ package sendgen
 
 import (
 	"cmp"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -26,7 +27,14 @@ const (
 	// opens a window. The kernel's asynchronous readahead requests arrive
 	// slightly out of order, so "exactly there" would miss some.
 	nearBlocks = 2
+	// maxReadAhead bounds the blocks of all windows of the process
+	// together: past it, windows fill only the blocks read, none ahead, so
+	// memory stays bounded whatever the number of readers.
+	maxReadAhead = 64
 )
+
+// blocksLive counts the blocks of all windows (maxReadAhead).
+var blocksLive atomic.Int64
 
 var blockPool = sync.Pool{New: func() any {
 	b := make([]byte, blockSize)
@@ -48,8 +56,19 @@ type block struct {
 	refs    atomic.Int32
 }
 
+func newBlock(k int64) *block {
+	b := &block{k: k, done: make(chan struct{})}
+	b.refs.Store(1)
+	blocksLive.Add(1)
+	return b
+}
+
 func (b *block) release() {
-	if b.refs.Add(-1) == 0 && b.buf != nil {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	blocksLive.Add(-1)
+	if b.buf != nil {
 		blockPool.Put(b.buf)
 	}
 }
@@ -66,8 +85,9 @@ type window struct {
 
 // acquire returns, with a reference each, the blocks holding [off, end)
 // when the read continues a sequential pass (opening or moving the
-// window), or nil when it is a read of its own.
-func (r *Reader) acquire(off, end int64) []*block {
+// window), or nil when it is a read of its own. pl covers at least
+// [off, end).
+func (r *Reader) acquire(off, end int64, pl *plan) []*block {
 	w := &r.win
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -93,11 +113,15 @@ func (r *Reader) acquire(off, end int64) []*block {
 		w.lo = first
 	}
 	w.ahead = min(maxAhead, max(1, 2*w.ahead))
-	lastBlock := (r.plan.size - 1) / blockSize
+	lastBlock := int64(math.MaxInt64)
+	if pl.whole {
+		lastBlock = (pl.size - 1) / blockSize
+	}
 	for k := w.lo + int64(len(w.blocks)); k <= min(last+int64(w.ahead), lastBlock); k++ {
-		b := &block{k: k, done: make(chan struct{})}
-		b.refs.Store(1)
-		w.blocks = append(w.blocks, b)
+		if k > last && blocksLive.Load() >= maxReadAhead {
+			break
+		}
+		w.blocks = append(w.blocks, newBlock(k))
 	}
 	held := slices.Clone(w.blocks[first-w.lo : last-w.lo+1])
 	for _, b := range held {
@@ -127,9 +151,13 @@ func (w *window) startWorkers(r *Reader) {
 }
 
 // work fills the window's unclaimed blocks, first to last, each while
-// holding a slot, until none is left.
+// holding a slot, until none is left. It waits for the plan to cover the
+// next block before it takes a slot.
 func (r *Reader) work() {
 	for {
+		if k := r.win.firstUnclaimed(); k >= 0 {
+			r.cover((k + 1) * blockSize) // an error is met again by fillBlock
+		}
 		materializeSlots <- struct{}{}
 		b := r.win.claimNext()
 		if b == nil {
@@ -157,12 +185,30 @@ func (w *window) claimNext() *block {
 	return nil
 }
 
-// fillBlock fills a block its caller claimed.
+// firstUnclaimed is the index of the window's first unclaimed block, -1
+// if none.
+func (w *window) firstUnclaimed() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.blocks {
+		if !b.claimed.Load() {
+			return b.k
+		}
+	}
+	return -1
+}
+
+// fillBlock fills a block its caller claimed, once the plan covers it (a
+// block past the end of the stream is empty).
 func (r *Reader) fillBlock(b *block, help bool) {
-	b.buf = blockPool.Get().(*[]byte)
 	off := b.k * blockSize
-	b.data = (*b.buf)[:min(blockSize, r.plan.size-off)]
-	b.err = r.plan.fill(b.data, off, help)
+	pl, err := r.cover(off + blockSize)
+	if err == nil {
+		b.buf = blockPool.Get().(*[]byte)
+		b.data = (*b.buf)[:max(0, min(blockSize, pl.size-off))]
+		err = pl.fill(b.data, off, help)
+	}
+	b.err = err
 	close(b.done)
 }
 
