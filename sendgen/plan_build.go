@@ -137,6 +137,13 @@ func (b *planBuild) covering(end int64) (*plan, error) {
 	}
 }
 
+// planWhole reports whether the stream's whole plan is built.
+func (s *Stream) planWhole() bool {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	return s.build != nil && s.build.complete()
+}
+
 // getPlan returns the stream's whole plan, building it if needed.
 func (s *Stream) getPlan(ctx context.Context) (*plan, error) {
 	b := s.attachBuild(ctx)

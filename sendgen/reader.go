@@ -25,12 +25,12 @@ type Reader struct {
 	win window
 }
 
-// NewReader prepares random access to the stream, starting the build of its
-// command index (shared by all readers of s) under ctx if none is running.
-// It does not wait for the index: each read waits until the index covers
-// its bytes.
+// NewReader prepares random access to the stream; the passes it starts run
+// under ctx. Nothing is generated before the first read: a sequential
+// pass needs no index, and the first read that needs one (a jump) starts
+// building it, shared by all readers of s.
 func (s *Stream) NewReader(ctx context.Context) (*Reader, error) {
-	return &Reader{s: s, ctx: ctx, b: s.attachBuild(ctx), win: window{next: -1}}, nil
+	return &Reader{s: s, ctx: ctx, win: window{next: -1}}, nil
 }
 
 // cover returns the plan as far as it covers the stream up to end, or the
@@ -107,8 +107,36 @@ func (r *Reader) ReadView(buf []byte, off int64) (View, error) {
 	if off < 0 {
 		return View{}, errors.New("sendgen: negative read offset")
 	}
-	end := off + int64(len(buf))
-	pl, err := r.cover(max(end, off+1))
+	if n := r.s.knownSize(); n >= 0 {
+		if off >= n {
+			return View{}, io.EOF
+		}
+		buf = buf[:min(int64(len(buf)), n-off)]
+	}
+	// A feed stopped under the read (another read moved the window) is
+	// asked once more, the second time in the window that read opened.
+	for range 2 {
+		if len(buf) == 0 {
+			break
+		}
+		blocks := r.acquire(off, off+int64(len(buf)))
+		if blocks == nil {
+			break
+		}
+		v, err := r.fromBlocks(buf, off, blocks)
+		switch {
+		case errors.Is(err, errPastEnd):
+			return View{}, io.EOF
+		case !errors.Is(err, errFeedStopped):
+			return v, err
+		}
+	}
+	return r.direct(buf, off)
+}
+
+// direct reads into buf from the plan, once it covers the read.
+func (r *Reader) direct(buf []byte, off int64) (View, error) {
+	pl, err := r.cover(max(off+int64(len(buf)), off+1))
 	if err != nil {
 		return View{}, err
 	}
@@ -116,33 +144,10 @@ func (r *Reader) ReadView(buf []byte, off int64) (View, error) {
 		return View{}, io.EOF
 	}
 	p := buf[:min(int64(len(buf)), pl.size-off)]
-	if len(p) == 0 {
-		return View{Data: p}, nil
-	}
-	end = off + int64(len(p))
-	blocks := r.acquire(off, end, pl)
-	if len(blocks) != 1 {
-		if err := r.read(p, off, pl, blocks); err != nil {
-			return View{}, err
-		}
-		return View{Data: p}, nil
-	}
-	b := blocks[0]
-	if err := r.await(b); err != nil {
-		b.release()
+	if err := pl.fill(p, off, true); err != nil {
 		return View{}, err
 	}
-	start := b.k * blockSize
-	return View{Data: b.data[off-start : end-start : end-start], block: b}, nil
-}
-
-// read fills p from off: from the window's blocks when acquire returned
-// some, else directly from pl.
-func (r *Reader) read(p []byte, off int64, pl *plan, blocks []*block) error {
-	if blocks != nil {
-		return r.copyBlocks(p, off, blocks)
-	}
-	return pl.fill(p, off, true)
+	return View{Data: p}, nil
 }
 
 // Close lets go of the read-ahead window, whose blocks not started yet are
@@ -152,8 +157,8 @@ func (r *Reader) read(p []byte, off int64, pl *plan, blocks []*block) error {
 func (r *Reader) Close() error {
 	w := &r.win
 	w.mu.Lock()
-	w.drop(len(w.blocks))
-	w.ahead, w.next = 0, -1
+	w.reset()
+	w.next = -1
 	w.mu.Unlock()
 	r.mu.Lock()
 	b := r.b

@@ -283,7 +283,7 @@ func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight i
 			r.win.mu.Lock()
 			n := len(r.win.blocks)
 			r.win.mu.Unlock()
-			if n > maxAhead+maxWindowRead/blockSize+1 {
+			if n > maxAhead+maxWindowRead/blockSize+keepBehind {
 				t.Errorf("window holds %d blocks", n)
 			}
 		})

@@ -24,6 +24,7 @@ const (
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
 // one data command whose worker appends the data and seals it.
 type chunk struct {
+	off  int64 // stream offset of the chunk's first byte
 	buf  *[]byte
 	ref  DataRef // data commands only
 	data bool
@@ -67,7 +68,13 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 // of everything but file data) does writing go on; otherwise WriteTo fails
 // rather than join two different streams.
 func (s *Stream) WriteTo(ctx context.Context, w io.Writer, progress func(int64)) (int64, error) {
-	var at resumePoint
+	return s.writeStream(ctx, w, 0, progress)
+}
+
+// writeStream is WriteTo writing only the stream's bytes from start on;
+// it returns where the stream ends.
+func (s *Stream) writeStream(ctx context.Context, w io.Writer, start int64, progress func(int64)) (int64, error) {
+	at := resumePoint{off: start}
 	err := s.withRefresh(func() error {
 		var err error
 		at, err = s.writeFrom(ctx, w, at, progress)
@@ -84,19 +91,22 @@ func (s *Stream) WriteTo(ctx context.Context, w io.Writer, progress func(int64))
 	return n, nil
 }
 
-// resumePoint is how far a WriteTo pass wrote: the stream offset (at a
-// command boundary unless a write failed) and the hash of the commands
-// before it.
+// resumePoint is how far a WriteTo pass wrote: the stream offset and, once
+// it wrote a chunk, the hash of the commands before it (off is then a
+// command boundary unless a write failed). A pass that starts at a
+// resumePoint without a hash starts anywhere: it cuts the command that
+// holds off.
 type resumePoint struct {
-	off int64
-	sum uint64
+	off    int64
+	sum    uint64
+	hashed bool // sum is set
 }
 
 // skeletonSeed seeds the hashes that compare passes within one process.
 var skeletonSeed = maphash.MakeSeed()
 
 // writeFrom runs one pass of WriteTo, writing only what lies after from
-// (nothing written yet when from.off is 0), and returns how far it wrote.
+// (the whole stream when from.off is 0), and returns how far it wrote.
 func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, progress func(int64)) (resumePoint, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -145,12 +155,12 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 // writeOrdered writes the stream header (unless from says it is written)
 // and then the chunks in order.
 func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *chunk, from resumePoint, progress func(int64)) (resumePoint, error) {
-	at := resumePoint{off: from.off, sum: from.sum}
+	at := from
 	var err error
-	if at.off == 0 {
+	if at.off < int64(streamHeaderLen) {
 		var hdr [streamHeaderLen]byte
 		var written int
-		written, err = w.Write(appendStreamHeader(hdr[:0], e.proto))
+		written, err = w.Write(appendStreamHeader(hdr[:0], e.proto)[at.off:])
 		at.off += int64(written)
 	}
 	for ch := range ordered {
@@ -161,11 +171,13 @@ func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *
 			err = context.Cause(ctx)
 		}
 		if err == nil {
+			// Only the first chunk of a pass that starts inside a
+			// command begins before at.
 			var written int
-			written, err = w.Write(*ch.buf)
+			written, err = w.Write((*ch.buf)[at.off-ch.off:])
 			at.off += int64(written)
 			if err == nil {
-				at.sum = ch.sum
+				at.sum, at.hashed = ch.sum, true
 				if progress != nil {
 					progress(at.off)
 				}
@@ -184,6 +196,7 @@ type pipeSink struct {
 	enc     encoder
 	ctx     context.Context
 	meta    *[]byte // metadata batch being filled, nil when empty
+	metaOff int64   // its stream offset
 	jobs    chan<- *chunk
 	ordered chan<- *chunk
 	off     int64        // stream offset after the commands emitted so far
@@ -195,19 +208,25 @@ type pipeSink struct {
 // earlier pass had written.
 var errResumeMismatch = errors.New("sendgen: the stream generated again after the filesystem moved on differs from what was already written; the snapshot changed")
 
-// skipping handles a command of a pass that resumes an earlier one: it
-// reports whether c lies in what was written already (and is to be
-// dropped). The pass must reach the earlier one's end at a command
-// boundary, with the same skeleton hash.
+// skipping handles a command of a pass that starts after the stream's
+// start: it reports whether c lies before the start (and is to be
+// dropped). A pass that resumes an earlier one must reach the earlier
+// one's end at a command boundary, with the same skeleton hash; a pass
+// that starts anywhere passes on the command that holds its start, which
+// the writer cuts.
 func (p *pipeSink) skipping(c *Command) (bool, error) {
 	if p.off >= p.resume.off {
+		return false, nil
+	}
+	n := p.enc.commandLen(c)
+	if !p.resume.hashed && p.off+n > p.resume.off {
 		return false, nil
 	}
 	buf := getBuf()
 	defer putBuf(buf)
 	p.hash.Write(p.skeleton((*buf)[:0], c))
-	p.off += p.enc.commandLen(c)
-	if p.off > p.resume.off || p.off == p.resume.off && p.hash.Sum64() != p.resume.sum {
+	p.off += n
+	if p.resume.hashed && (p.off > p.resume.off || p.off == p.resume.off && p.hash.Sum64() != p.resume.sum) {
 		return true, errResumeMismatch
 	}
 	return true, nil
@@ -226,10 +245,11 @@ func (p *pipeSink) emit(c *Command) error {
 	if skip, err := p.skipping(c); skip || err != nil {
 		return err
 	}
+	off := p.off
 	p.off += p.enc.commandLen(c)
 	if c.Data == nil {
 		if p.meta == nil {
-			p.meta = getBuf()
+			p.meta, p.metaOff = getBuf(), off
 		}
 		before := len(*p.meta)
 		*p.meta = p.skeleton(*p.meta, c)
@@ -246,6 +266,7 @@ func (p *pipeSink) emit(c *Command) error {
 	*buf = p.skeleton(*buf, c)
 	p.hash.Write(*buf)
 	ch := getChunk(buf, true)
+	ch.off = off
 	ch.sum = p.hash.Sum64()
 	ch.ref = *c.Data
 	// Workers first: they never wait for the writer, so the writer can
@@ -262,6 +283,7 @@ func (p *pipeSink) flush() error {
 		return nil
 	}
 	ch := getChunk(p.meta, false)
+	ch.off = p.metaOff
 	ch.sum = p.hash.Sum64()
 	p.meta = nil
 	return p.send(p.ordered, ch)
