@@ -122,8 +122,8 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 		})
 	}
 	genDone := make(chan error, 1)
+	sink := &pipeSink{enc: s.enc, ctx: ctx, jobs: jobs, ordered: ordered, off: int64(streamHeaderLen), resume: from}
 	go func() {
-		sink := &pipeSink{enc: s.enc, ctx: ctx, jobs: jobs, ordered: ordered, off: int64(streamHeaderLen), resume: from}
 		sink.hash.SetSeed(skeletonSeed)
 		err := s.runChecked(ctx, sink)
 		if err == nil {
@@ -149,6 +149,9 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	case genErr != nil:
 		return at, genErr
 	}
+	// A pass that started past the end wrote nothing: the stream ends
+	// before its start.
+	at.off = min(at.off, sink.off)
 	return at, nil
 }
 
