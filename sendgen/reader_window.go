@@ -112,7 +112,10 @@ func (r *Reader) acquire(off, end int64) []*block {
 		return nil
 	}
 	lo, last := off/blockSize, (end-1)/blockSize
-	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))
+	// A read at most nearBlocks past the window's end (overtaking one
+	// that is still on its way) extends it: the blocks between are made
+	// too, and a feed goes on filling them in order.
+	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))+nearBlocks
 	switch {
 	case inside:
 	case near || first:
