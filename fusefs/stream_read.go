@@ -81,7 +81,7 @@ func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) 
 // through readPrefix, the others through the handle's reader, lent when
 // it can.
 func (h *streamHandle) view(buf []byte, off int64) (sendgen.View, error) {
-	if pr, ok := h.s.(prefixReader); ok && !h.indexed.Load() && off+int64(len(buf)) <= sendgen.PrefixLimit {
+	if pr, ok := h.s.(prefixReader); ok && !h.hasReader.Load() && off+int64(len(buf)) <= sendgen.PrefixLimit {
 		n, err := pr.ReadPrefixAt(h.f.r.ctx, buf, off)
 		return sendgen.View{Data: buf[:n]}, err
 	}
