@@ -30,8 +30,8 @@ const (
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
 // one data command whose worker appends the data and seals it.
 type chunk struct {
-	off  int64  // stream offset of the chunk's first byte
-	meta []byte // the metadata commands, or the data command's prefix
+	off  int64   // stream offset of the chunk's first byte
+	meta []byte  // the metadata commands, or the data command's prefix
 	buf  *[]byte // data commands once filled: the whole command
 	ref  DataRef // data commands only
 	data bool
