@@ -24,11 +24,7 @@ import (
 // Run it with `make bench` (last) or `make bench-table`.
 func BenchmarkTable(b *testing.B) {
 	requireFUSE(b)
-	for _, tool := range []string{"rclone", "/usr/bin/time"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Fatalf("%s not installed (make deps)", tool)
-		}
-	}
+	requireTools(b, "rclone", "/usr/bin/time")
 	c := buildTableCorpus(b, tableScale())
 	rows := []tableRow{
 		c.catRow(b),

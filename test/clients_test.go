@@ -24,11 +24,7 @@ import (
 // byte comes from the page cache of an earlier one.
 func TestClientReads(t *testing.T) {
 	requireFUSE(t)
-	for _, tool := range []string{"rclone", "restic"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, tool+" not installed (make deps)")
-		}
-	}
+	requireTools(t, "rclone", "restic")
 	fs := newFS(t, fsOpts{Size: 1 << 30})
 	data := subvolCreate(t, fs, "data")
 	writeFile(t, filepath.Join(data, "big"), random(24<<20+4321, 1))
@@ -84,6 +80,16 @@ func TestClientReads(t *testing.T) {
 				sameBytes(t, c.name+", "+s.what+" stream", s.want, got[i])
 			}
 		})
+	}
+}
+
+// requireTools fails under CI=true, or skips, when a program is missing.
+func requireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			testenv.Unavailable(t, name+" not installed (make deps)")
+		}
 	}
 }
 
