@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/google/uuid"
 )
@@ -27,6 +28,23 @@ func (sv *Subvolume) ReadOnly() bool { return sv.Root.Flags&RootSubvolReadOnly !
 
 // FS returns the filesystem the subvolume belongs to.
 func (sv *Subvolume) FS() *FS { return sv.fs }
+
+// String names the subvolume in messages and listings by its path from
+// the top level, as a user can type it back: quoted as a Go string when a
+// name on disk holds bytes that are not printable UTF-8 (a newline or an
+// invalid byte would break a line of output); the top level is
+// `<top level> (id 5)`.
+func (sv *Subvolume) String() string {
+	if sv.ID == FSTreeID {
+		return "<top level> (id 5)"
+	}
+	for _, r := range sv.Path {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return strconv.Quote(sv.Path)
+		}
+	}
+	return sv.Path
+}
 
 // Tree returns the tree with the given root id, found through its ROOT_ITEM.
 func (fs *FS) Tree(id uint64) (Tree, error) {
