@@ -142,7 +142,7 @@ func (sv *Subvolume) Readlink(ino uint64) ([]byte, error) {
 		return nil, err
 	}
 	if err := checkLinkTarget(target); err != nil {
-		return nil, sv.inodeErr(ino, "symlink target", err)
+		return nil, sv.inodeErr(ino, "symlink target", it.named(err))
 	}
 	return target, nil
 }

@@ -315,7 +315,7 @@ func (fs *FS) uuidTreeLookup(u UUID, typ uint8) ([]uint64, error) {
 		return nil, err
 	}
 	if len(it.Data)%8 != 0 {
-		return nil, &CorruptError{Reason: "uuid item size not a multiple of 8", Value: len(it.Data)}
+		return nil, &CorruptError{Logical: it.Leaf, Reason: "uuid item size not a multiple of 8", Value: len(it.Data)}
 	}
 	ids := make([]uint64, 0, len(it.Data)/8)
 	for b := it.Data; len(b) > 0; b = b[8:] {
