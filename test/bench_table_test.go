@@ -333,7 +333,7 @@ func (c *tableCorpus) kernelRows(b *testing.B) []tableRow {
 	})
 	kDev := best(tableRuns, func() time.Duration {
 		flushDevices(b, c.fs)
-		c.fs.mount(b, true)
+		c.fs.Mount(b, true)
 		defer unmount(b, c.fs)
 		d, _, _ := runRSS(b, "btrfs", "send", "-q", c.fs.path(c.full))
 		return d
