@@ -26,6 +26,8 @@ type sendCtx struct {
 	parent *btrfsread.Subvolume   // nil for a full send
 	roots  []*btrfsread.Subvolume // clone roots, once known (cloneRoots)
 	cmd    Command
+	// inodes holds the inode items read so far (shared with ns).
+	inodes *inodeCache
 
 	sectorSize uint64
 
@@ -75,7 +77,9 @@ type inoGen struct{ ino, gen uint64 }
 
 // run is the engine entry point (see the emitter contract).
 func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, out emitter) error {
+	inodes := &inodeCache{}
 	s := &sendCtx{
+		inodes:          inodes,
 		ctx:             ctx,
 		out:             out,
 		opts:            opts,
@@ -86,7 +90,7 @@ func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, 
 		waitingDirMoves: map[uint64]*waitingDirMove{},
 		orphanDirs:      map[inoGen]*orphanDirInfo{},
 		curOrphanized:   map[inoGen]bool{},
-		ns:              newNamespace(child, parent),
+		ns:              newNamespace(child, parent, inodes),
 		expect:          map[string]inoGen{},
 	}
 	s.dirUtimes.init()
@@ -348,9 +352,9 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 	if !atEnd && next.ObjectID == s.curIno {
 		return nil
 	}
-	left, err := s.send.Inode(s.curIno)
+	left, err := s.inodes.item(s.send, s.curIno)
 	if err != nil {
-		return fmt.Errorf("inode %d: %w", s.curIno, err)
+		return err
 	}
 	isLink := isSymlink(s.curMode)
 	needChown, needChmod, needFileattr, needTruncate := false, false, false, true
@@ -361,9 +365,9 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 			needTruncate = false
 		}
 	} else {
-		right, err := s.parent.Inode(s.curIno)
+		right, err := s.inodes.item(s.parent, s.curIno)
 		if err != nil {
-			return fmt.Errorf("inode %d in parent: %w", s.curIno, err)
+			return err
 		}
 		if isRegular(s.curMode) && s.curSize > right.Size {
 			if err := s.sendGrownTail(right.Size); err != nil {

@@ -24,29 +24,13 @@ const (
 // inodeInfo returns ino's inode item in root, with ok false when it does not
 // exist there.
 func (s *sendCtx) inodeInfo(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
-	if root == nil {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	ii, err := root.Inode(ino)
-	if notFound(err) {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	if err != nil {
-		return ii, false, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, err)
-	}
-	return ii, true, nil
+	return s.inodes.get(root, ino)
 }
 
 // inodeGen returns ino's generation in root; a missing inode is an error.
 func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
-	ii, ok, err := s.inodeInfo(root, ino)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, btrfsread.ErrNotFound)
-	}
-	return ii.Generation, nil
+	ii, err := s.inodes.item(root, ino)
+	return ii.Generation, err
 }
 
 // inodeStatus is what curInodeState finds of (ino, gen): its state at the

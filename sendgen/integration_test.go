@@ -99,7 +99,7 @@ func TestImageStreamConsistency(t *testing.T) {
 // snapshot loop-mounts img, snapshots its top level read-only as snap1,
 // calls change, snapshots again as snap2 and unmounts. It needs root and
 // loop devices: without them it fails in CI and skips elsewhere.
-func snapshot(t *testing.T, img string, change func(mnt string) error) {
+func snapshot(t testing.TB, img string, change func(mnt string) error) {
 	t.Helper()
 	btrfs := requireTool(t, "btrfs")
 	if os.Geteuid() != 0 {

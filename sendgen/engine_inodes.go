@@ -1,0 +1,54 @@
+package sendgen
+
+import (
+	"fmt"
+
+	"sendfs/btrfsread"
+)
+
+// inodeCache remembers the inode items one send has read. The engine and
+// the namespace check ask for the same few inodes again and again (the
+// current one, its directories, the inodes its names overwrite): each ask
+// was a tree search. A send reads one commit, whose trees do not change, so
+// an item once read holds for the whole send. Direct-mapped: a slot keeps
+// the last item read that hashes to it.
+type inodeCache struct {
+	slots [inodeCacheSlots]inodeSlot
+}
+
+const inodeCacheSlots = 512
+
+type inodeSlot struct {
+	root   *btrfsread.Subvolume // nil: empty slot
+	ino    uint64
+	item   btrfsread.InodeItem
+	exists bool
+}
+
+// get returns ino's inode item in root, with exists false when root has no
+// such inode (or root is nil).
+func (c *inodeCache) get(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
+	if root == nil {
+		return btrfsread.InodeItem{}, false, nil
+	}
+	sl := &c.slots[(ino^root.ID*0x9e3779b97f4a7c15)%inodeCacheSlots]
+	if sl.root == root && sl.ino == ino {
+		return sl.item, sl.exists, nil
+	}
+	ii, err := root.Inode(ino)
+	exists := err == nil
+	if err != nil && !notFound(err) {
+		return ii, false, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, err)
+	}
+	*sl = inodeSlot{root: root, ino: ino, item: ii, exists: exists}
+	return ii, exists, nil
+}
+
+// item returns ino's inode item in root; a missing inode is an error.
+func (c *inodeCache) item(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, error) {
+	ii, ok, err := c.get(root, ino)
+	if err == nil && !ok {
+		err = fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, btrfsread.ErrNotFound)
+	}
+	return ii, err
+}
