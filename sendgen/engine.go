@@ -28,6 +28,8 @@ type sendCtx struct {
 	cmd    Command
 	// inodes holds the inode items read so far (shared with ns).
 	inodes *inodeCache
+	// rootNames tells which orphan names are free (orphanName).
+	rootNames rootNames
 
 	sectorSize uint64
 
@@ -258,6 +260,9 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 			return err
 		}
 	}
+	// The items in hand are the ones the rest of the inode's work asks for.
+	s.inodes.put(s.send, s.curIno, left, c.Left != nil)
+	s.inodes.put(s.parent, s.curIno, right, c.Right != nil)
 	setFrom := func(ii *btrfsread.InodeItem, isNew bool) {
 		s.curGen = ii.Generation
 		s.curNew = isNew

@@ -63,6 +63,15 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 		return nil, nil
 	}
 	roots := s.cloneRoots()
+	if len(roots) == 1 {
+		// A full send without clone sources: most extents have one
+		// reference, ours, which one search of the extent tree tells
+		// without reading (and caching) the backrefs.
+		refs, err := s.send.FS().ExtentRefs(fe.DiskBytenr)
+		if notFound(err) || err == nil && refs == 1 {
+			return nil, nil
+		}
+	}
 	refs, brs, err := s.send.FS().DataBackrefs(fe.DiskBytenr)
 	if notFound(err) {
 		return nil, nil

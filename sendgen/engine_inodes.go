@@ -31,7 +31,7 @@ func (c *inodeCache) get(root *btrfsread.Subvolume, ino uint64) (btrfsread.Inode
 	if root == nil {
 		return btrfsread.InodeItem{}, false, nil
 	}
-	sl := &c.slots[(ino^root.ID*0x9e3779b97f4a7c15)%inodeCacheSlots]
+	sl := c.slot(root, ino)
 	if sl.root == root && sl.ino == ino {
 		return sl.item, sl.exists, nil
 	}
@@ -42,6 +42,18 @@ func (c *inodeCache) get(root *btrfsread.Subvolume, ino uint64) (btrfsread.Inode
 	}
 	*sl = inodeSlot{root: root, ino: ino, item: ii, exists: exists}
 	return ii, exists, nil
+}
+
+// put records what the engine read itself: root has ino with item ii, or
+// has no such inode (exists false). A nil root is ignored.
+func (c *inodeCache) put(root *btrfsread.Subvolume, ino uint64, ii btrfsread.InodeItem, exists bool) {
+	if root != nil {
+		*c.slot(root, ino) = inodeSlot{root: root, ino: ino, item: ii, exists: exists}
+	}
+}
+
+func (c *inodeCache) slot(root *btrfsread.Subvolume, ino uint64) *inodeSlot {
+	return &c.slots[(ino^root.ID*0x9e3779b97f4a7c15)%inodeCacheSlots]
 }
 
 // item returns ino's inode item in root; a missing inode is an error.
