@@ -47,6 +47,11 @@ type namespace struct {
 	sendUUID btrfsread.UUID
 	// dirs caches the directories met by path.
 	dirs map[string]*nsObj
+	// last is the path resolved last and what it reached, until the
+	// namespace changes: the commands after an inode's create or rename
+	// (write, chown, chmod, utimes, ...) all name the same path.
+	last    []byte
+	lastObj *nsObj // nil: last holds nothing
 }
 
 func newNamespace(send, parent *btrfsread.Subvolume, inodes *inodeCache) *namespace {
@@ -154,12 +159,19 @@ func (ns *namespace) resolve(p []byte) (*nsObj, error) {
 	if len(p) == 0 {
 		return ns.root, nil
 	}
+	if ns.lastObj != nil && bytes.Equal(p, ns.last) {
+		return ns.lastObj, nil
+	}
 	dirPath, name := splitPath(p)
 	d, err := ns.dir(dirPath)
 	if err != nil || d == nil {
 		return nil, err
 	}
-	return ns.lookup(d, name)
+	o, err := ns.lookup(d, name)
+	if o != nil {
+		ns.last, ns.lastObj = append(ns.last[:0], p...), o
+	}
+	return o, err
 }
 
 // dir returns the directory at path p, nil when there is none, through a
@@ -224,6 +236,7 @@ func (ns *namespace) add(c *Command, p []byte, d *nsObj, name []byte, o *nsObj) 
 	}
 	d.setKid(name, o)
 	d.count++
+	ns.lastObj = nil
 	return nil
 }
 
@@ -239,6 +252,7 @@ func (ns *namespace) remove(d *nsObj, name []byte, o *nsObj) {
 		delete(d.kids, string(name))
 	}
 	d.count--
+	ns.lastObj = nil
 	if o.dir {
 		clear(ns.dirs)
 	}
