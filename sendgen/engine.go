@@ -44,6 +44,8 @@ type sendCtx struct {
 	curNextWriteOffset uint64
 	// curInodePath caches the current inode's path (nil: not known).
 	curInodePath []byte
+	// curXattrs: an xattr item of the current inode was reported.
+	curXattrs bool
 	// curOrphanized holds the inodes the current inode's new names have
 	// orphanized so far: until then they still stand under their old
 	// names, although the send tree gives those names to the current inode.
@@ -205,6 +207,7 @@ func (s *sendCtx) changed(c btrfsread.Change) error {
 	case btrfsread.InodeRefKey, btrfsread.InodeExtrefKey:
 		return s.changedRef(c)
 	case btrfsread.XattrItemKey:
+		s.curXattrs = true
 		return s.changedXattr(c)
 	case btrfsread.ExtentDataKey:
 		return s.changedExtent(c)
@@ -244,6 +247,7 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 	s.curNextWriteOffset = 0
 	s.ignore = false
 	s.curInodePath = nil
+	s.curXattrs = false
 	clear(s.curOrphanized)
 	clear(s.expect)
 	s.sendProgress = s.curIno

@@ -358,8 +358,12 @@ func (s *sendCtx) processAllNewXattrs() error {
 
 // sendCapabilities re-sends security.capability after CHOWN. It runs for
 // every inode sent, so it looks the one name up by its hash instead of
-// reading all xattrs.
+// reading all xattrs; a full send, which has seen every item of the inode
+// by now, looks only when the inode has xattrs.
 func (s *sendCtx) sendCapabilities() error {
+	if s.parent == nil && !s.curXattrs {
+		return nil
+	}
 	k := btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.XattrItemKey, Offset: btrfsread.NameHash([]byte(xattrCaps))}
 	it, err := s.send.Tree().Search(k)
 	if notFound(err) {
