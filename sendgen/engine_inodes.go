@@ -6,14 +6,16 @@ import (
 	"sendfs/btrfsread"
 )
 
-// inodeCache remembers the inode items one send has read. The engine and
-// the namespace check ask for the same few inodes again and again (the
-// current one, its directories, the inodes its names overwrite): each ask
-// was a tree search. A send reads one commit, whose trees do not change, so
-// an item once read holds for the whole send. Direct-mapped: a slot keeps
-// the last item read that hashes to it.
+// inodeCache remembers the inode items and names one send has read. The
+// engine and the namespace check ask for the same few inodes again and again
+// (the current one, its directories, the inodes its names overwrite), and
+// every path computed walks the first names of its directories: each ask was
+// a tree search. A send reads one commit, whose trees do not change, so
+// what was read once holds for the whole send. Direct-mapped: a slot keeps
+// the last answer that hashes to it.
 type inodeCache struct {
-	slots [inodeCacheSlots]inodeSlot
+	slots    [inodeCacheSlots]inodeSlot
+	refSlots [inodeCacheSlots]refSlot
 }
 
 const inodeCacheSlots = 512
@@ -23,6 +25,27 @@ type inodeSlot struct {
 	ino    uint64
 	item   btrfsread.InodeItem
 	exists bool
+}
+
+type refSlot struct {
+	root *btrfsread.Subvolume // nil: empty slot
+	ino  uint64
+	refs []btrfsread.InodeRef
+}
+
+// refs returns the names of ino in root (Subvolume.Refs), shared: callers
+// must not change them. Every path computed walks its directories' first
+// names.
+func (c *inodeCache) refs(root *btrfsread.Subvolume, ino uint64) ([]btrfsread.InodeRef, error) {
+	sl := &c.refSlots[c.index(root, ino)]
+	if sl.root == root && sl.ino == ino {
+		return sl.refs, nil
+	}
+	refs, err := root.Refs(ino)
+	if err == nil {
+		*sl = refSlot{root: root, ino: ino, refs: refs}
+	}
+	return refs, err
 }
 
 // get returns ino's inode item in root, with exists false when root has no
@@ -53,7 +76,11 @@ func (c *inodeCache) put(root *btrfsread.Subvolume, ino uint64, ii btrfsread.Ino
 }
 
 func (c *inodeCache) slot(root *btrfsread.Subvolume, ino uint64) *inodeSlot {
-	return &c.slots[(ino^root.ID*0x9e3779b97f4a7c15)%inodeCacheSlots]
+	return &c.slots[c.index(root, ino)]
+}
+
+func (c *inodeCache) index(root *btrfsread.Subvolume, ino uint64) uint64 {
+	return (ino ^ root.ID*0x9e3779b97f4a7c15) % inodeCacheSlots
 }
 
 // item returns ino's inode item in root; a missing inode is an error.

@@ -97,7 +97,7 @@ func (s *sendCtx) inodeExists(ino, gen uint64) (inodeStatus, error) {
 // firstRef returns the first name of ino in root: its parent directory, that
 // directory's generation, and the name.
 func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (dir, dirGen uint64, name []byte, err error) {
-	refs, err := root.Refs(ino)
+	refs, err := s.inodes.refs(root, ino)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
 	}
