@@ -490,7 +490,10 @@ func (s *sendCtx) emit() error {
 
 // expectPath notes that path names (ino, gen) at the receiver now.
 func (s *sendCtx) expectPath(path []byte, ino, gen uint64) {
-	s.expect[string(path)] = inoGen{ino, gen}
+	id := inoGen{ino, gen}
+	if cur, ok := s.expect[string(path)]; !ok || cur != id { // most are repeats: no key to copy
+		s.expect[string(path)] = id
+	}
 }
 
 // File type helpers on st_mode.
