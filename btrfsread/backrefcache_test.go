@@ -9,11 +9,11 @@ import (
 
 // TestBackrefCache, on an image the kernel has mounted read-write: a file
 // shared by snapshots whose leaf (not the root of its tree) was copied on
-// write between them has shared backrefs. A view answers DataBackrefs and LeafFileExtents from disk
-// once, then from its cache (no block read, the same slices), within the
-// cache's byte bound; a refreshed view after more snapshots and writes
-// answers for its own commit, and the older view keeps the answers of its
-// commit.
+// write between them has shared backrefs. A view answers DataBackrefs and
+// LeafFileExtents from disk once, then from its cache (no block read, the
+// same slices), counting the bytes it keeps; a refreshed view after more
+// snapshots and writes answers for its own commit, and the older view keeps
+// the answers of its commit.
 func TestBackrefCache(t *testing.T) {
 	requireTools(t, true, "mkfs.btrfs", "btrfs")
 	img := newTestImage(t, 300)

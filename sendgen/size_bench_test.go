@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -24,27 +23,20 @@ func BenchmarkSize(b *testing.B) {
 	if img == "" {
 		img, child, parent = smallFilesImage(b, 20000), "snap2", "snap1"
 	}
-	fs, err := btrfsread.Open(img)
-	if err != nil {
-		b.Fatal(err)
+	names := []string{child}
+	if parent != "" {
+		names = append(names, parent)
 	}
-	defer fs.Close()
-	find := func(name string) *btrfsread.Subvolume {
-		sv, err := fs.FindSubvolume(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return sv
-	}
+	svs := openSubvolumes(b, img, names...)
 	pairs := []struct {
 		name          string
 		child, parent *btrfsread.Subvolume
-	}{{"full", find(child), nil}}
+	}{{"full", svs[0], nil}}
 	if parent != "" {
 		pairs = append(pairs, struct {
 			name          string
 			child, parent *btrfsread.Subvolume
-		}{"incremental", find(child), find(parent)})
+		}{"incremental", svs[0], svs[1]})
 	}
 	for _, p := range pairs {
 		b.Run(p.name, func(b *testing.B) {
@@ -85,16 +77,7 @@ func smallFilesImage(b *testing.B, n int) string {
 			b.Fatal(err)
 		}
 	}
-	img := filepath.Join(dir, "img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Truncate(img, 1<<30); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "--rootdir", root, img).CombinedOutput(); err != nil {
-		b.Fatalf("mkfs.btrfs: %v: %s", err, out)
-	}
+	img := mkfsRootdir(b, mkfs, root, 1<<30)
 	snapshot(b, img, func(mnt string) error {
 		for i := 0; i < n; i += 10 {
 			if err := os.WriteFile(filepath.Join(mnt, name(i)), []byte("changed"), 0o644); err != nil {
