@@ -489,17 +489,25 @@ func (s *sendCtx) updateTouchedDirs(p *refsPass) error {
 // didCreateDir reports whether directory dir was already created out of order
 // for an earlier inode: some entry of it in the send tree belongs to an inode
 // below sendProgress.
+// It walks the directory's index items, stopping at the first such entry,
+// instead of reading the whole directory.
 func (s *sendCtx) didCreateDir(dir uint64) (bool, error) {
-	entries, err := s.send.ReadDir(dir)
-	if err != nil && !notFound(err) {
-		return false, err
-	}
-	for _, e := range entries {
-		if e.Location.Type != btrfsread.RootItemKey && e.Location.ObjectID < s.sendProgress {
-			return true, nil
+	created := false
+	from, to := btrfsread.Key{ObjectID: dir, Type: btrfsread.DirIndexKey}, btrfsread.Key{ObjectID: dir, Type: btrfsread.DirIndexKey, Offset: ^uint64(0)}
+	err := s.send.Tree().Walk(from, to, func(it btrfsread.Item) error {
+		entries, err := btrfsread.ParseDirItems(it.Key, it.Data)
+		for _, e := range entries {
+			if e.Location.Type != btrfsread.RootItemKey && e.Location.ObjectID < s.sendProgress {
+				created = true
+				return btrfsread.ErrStopWalk
+			}
 		}
+		return err
+	})
+	if err != nil && !notFound(err) {
+		return false, fmt.Errorf("directory %d of subvolume %d: %w", dir, s.send.ID, err)
 	}
-	return false, nil
+	return created, nil
 }
 
 // createInodeIfNeeded creates the current inode unless it is a directory
