@@ -131,7 +131,10 @@ func (s *sendCtx) lookupDirItemInode(root *btrfsread.Subvolume, dir uint64, name
 // o<ino>-<gen>-<idx>.
 func (s *sendCtx) orphanName(ino, gen uint64) ([]byte, error) {
 	for idx := uint64(0); ; idx++ {
-		name := []byte("o" + strconv.FormatUint(ino, 10) + "-" + strconv.FormatUint(gen, 10) + "-" + strconv.FormatUint(idx, 10))
+		name := make([]byte, 0, 64)
+		name = append(strconv.AppendUint(append(name, 'o'), ino, 10), '-')
+		name = append(strconv.AppendUint(name, gen, 10), '-')
+		name = strconv.AppendUint(name, idx, 10)
 		taken, err := s.rootNames.taken(s, name)
 		if err != nil || !taken {
 			return name, err
