@@ -43,14 +43,18 @@ type dataBackrefs struct {
 
 func (c *backrefCache) init() *backrefCache {
 	c.once.Do(func() {
-		c.refs = lru.New[uint64](backrefCacheBytes, func(d dataBackrefs) int64 {
-			return backrefEntryBytes + dataBackrefBytes*int64(len(d.brs))
-		})
-		c.leaves = lru.New[uint64](leafExtentsBytes, func(l []LeafFileExtent) int64 {
-			return backrefEntryBytes + leafFileExtentBytes*int64(len(l))
-		})
+		c.refs = lru.New[uint64](backrefCacheBytes, dataBackrefsSize)
+		c.leaves = lru.New[uint64](leafExtentsBytes, leafExtentsSize)
 	})
 	return c
+}
+
+func dataBackrefsSize(d dataBackrefs) int64 {
+	return backrefEntryBytes + dataBackrefBytes*int64(len(d.brs))
+}
+
+func leafExtentsSize(l []LeafFileExtent) int64 {
+	return backrefEntryBytes + leafFileExtentBytes*int64(len(l))
 }
 
 // DataBackrefs returns the total reference count of the data extent that

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"sendfs/internal/lru"
 )
 
 // TestBackrefCache, on an image the kernel has mounted read-write: a file
@@ -45,15 +47,16 @@ func TestBackrefCache(t *testing.T) {
 
 	refs, brs, err := fs.DataBackrefs(bytenr)
 	must(t, err)
-	var leaf uint64
+	var leaves []uint64
 	for _, br := range brs {
 		if br.Parent != 0 {
-			leaf = br.Parent
+			leaves = append(leaves, br.Parent)
 		}
 	}
-	if leaf == 0 {
-		t.Fatalf("no shared backref for an extent of 3 snapshots copied on write: refs %d, %+v", refs, brs)
+	if len(leaves) < 2 {
+		t.Fatalf("not two shared backrefs for an extent of 3 snapshots copied on write: refs %d, %+v", refs, brs)
 	}
+	leaf := leaves[0]
 	items, err := fs.LeafFileExtents(leaf)
 	must(t, err)
 	at := ExtentsAt(items, bytenr)
@@ -80,6 +83,21 @@ func TestBackrefCache(t *testing.T) {
 	}
 	if want := int64(backrefEntryBytes + leafFileExtentBytes*len(items)); c.leaves.Used() != want {
 		t.Errorf("leaf cache holds %d bytes, want %d", c.leaves.Used(), want)
+	}
+	// The bound: with room for one leaf's items, a second leaf evicts it.
+	bound := int64(0)
+	for _, l := range leaves[:2] {
+		items, err := fs.LeafFileExtents(l)
+		must(t, err)
+		bound = max(bound, leafExtentsSize(items))
+	}
+	c.leaves = lru.New[uint64](bound, leafExtentsSize)
+	for _, l := range leaves[:2] {
+		_, err := fs.LeafFileExtents(l)
+		must(t, err)
+	}
+	if c.leaves.Len() != 1 || c.leaves.Contains(leaves[0]) || !c.leaves.Contains(leaves[1]) {
+		t.Errorf("a cache bounded to one leaf holds %d leaves (first: %v)", c.leaves.Len(), c.leaves.Contains(leaves[0]))
 	}
 
 	// More snapshots and writes: the extent gains references.
