@@ -42,6 +42,9 @@ type FS struct {
 	// warnings are problems that did not stop Open (see Warnings).
 	warnings []string
 	live     *liveState // shared by every view (live.go)
+
+	// backrefs answers the clone search for this view (backrefcache.go).
+	backrefs backrefCache
 }
 
 // Warnings lists what Open survived but a user should know: a primary

@@ -9,8 +9,28 @@ import (
 
 // inodeErr wraps err with the subvolume and inode it concerns.
 func (sv *Subvolume) inodeErr(ino uint64, what string, err error) error {
-	return fmt.Errorf("subvolume %d inode %d %s: %w", sv.ID, ino, what, err)
+	return &inodeError{subvol: sv.ID, ino: ino, what: what, err: err}
 }
+
+// inodeError is inodeErr's error, formatted only when printed: a send
+// looks up many names and inodes that are not there (ErrNotFound is an
+// answer, not a failure), and formatting each cost more than the lookup.
+type inodeError struct {
+	subvol, ino uint64
+	what        string
+	entry       []byte // for a directory entry: its name (what is unused)
+	err         error
+}
+
+func (e *inodeError) Error() string {
+	what := e.what
+	if e.entry != nil {
+		what = fmt.Sprintf("entry %q", e.entry)
+	}
+	return fmt.Sprintf("subvolume %d inode %d %s: %v", e.subvol, e.ino, what, e.err)
+}
+
+func (e *inodeError) Unwrap() error { return e.err }
 
 // Inode returns the inode item of ino, or ErrNotFound.
 func (sv *Subvolume) Inode(ino uint64) (InodeItem, error) {
@@ -75,7 +95,7 @@ func (sv *Subvolume) LookupName(dir uint64, name []byte) (DirItem, error) {
 			err = ErrNotFound
 		}
 	}
-	return DirItem{}, sv.inodeErr(dir, fmt.Sprintf("entry %q", name), err)
+	return DirItem{}, &inodeError{subvol: sv.ID, ino: dir, entry: bytes.Clone(name), err: err}
 }
 
 // Lookup resolves a slash-separated path from the subvolume root to an inode.

@@ -24,29 +24,13 @@ const (
 // inodeInfo returns ino's inode item in root, with ok false when it does not
 // exist there.
 func (s *sendCtx) inodeInfo(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
-	if root == nil {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	ii, err := root.Inode(ino)
-	if notFound(err) {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	if err != nil {
-		return ii, false, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, err)
-	}
-	return ii, true, nil
+	return s.inodes.get(root, ino)
 }
 
 // inodeGen returns ino's generation in root; a missing inode is an error.
 func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
-	ii, ok, err := s.inodeInfo(root, ino)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, btrfsread.ErrNotFound)
-	}
-	return ii.Generation, nil
+	ii, err := s.inodes.item(root, ino)
+	return ii.Generation, err
 }
 
 // inodeStatus is what curInodeState finds of (ino, gen): its state at the
@@ -113,7 +97,7 @@ func (s *sendCtx) inodeExists(ino, gen uint64) (inodeStatus, error) {
 // firstRef returns the first name of ino in root, with its parent directory
 // and that directory's generation.
 func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (pathStep, error) {
-	refs, err := root.Refs(ino)
+	refs, err := s.inodes.refs(root, ino)
 	if err != nil {
 		return pathStep{}, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
 	}
@@ -147,25 +131,90 @@ func (s *sendCtx) lookupDirItemInode(root *btrfsread.Subvolume, dir uint64, name
 // o<ino>-<gen>-<idx>.
 func (s *sendCtx) orphanName(ino, gen uint64) ([]byte, error) {
 	for idx := uint64(0); ; idx++ {
-		name := []byte("o" + strconv.FormatUint(ino, 10) + "-" + strconv.FormatUint(gen, 10) + "-" + strconv.FormatUint(idx, 10))
-		taken := false
-		for _, root := range []*btrfsread.Subvolume{s.send, s.parent} {
-			if root == nil {
-				continue
-			}
-			_, err := root.LookupName(btrfsread.FirstFreeObjectID, name)
-			if err == nil {
-				taken = true
-				break
-			}
-			if !notFound(err) {
-				return nil, err
-			}
-		}
-		if !taken {
-			return name, nil
+		name := make([]byte, 0, 64)
+		name = append(strconv.AppendUint(append(name, 'o'), ino, 10), '-')
+		name = append(strconv.AppendUint(name, gen, 10), '-')
+		name = strconv.AppendUint(name, idx, 10)
+		taken, err := s.rootNames.taken(s, name)
+		if err != nil || !taken {
+			return name, err
 		}
 	}
+}
+
+// rootNames answers orphanName's question, whether a name is taken in the
+// root directory of either tree. The first orphan names are looked up one
+// by one; a send that needs more (a full send needs one per inode) reads
+// the names of both root directories once, unless they are large.
+type rootNames struct {
+	lookups int
+	read    bool            // the names were read, or found too many to read
+	names   map[string]bool // the names, when read
+}
+
+const (
+	// rootNamesAfter is how many lookups come before the names are read.
+	rootNamesAfter = 64
+	// rootNamesMax bounds the names read, as the root directories' sizes
+	// count them (twice their bytes).
+	rootNamesMax = 1 << 20
+)
+
+func (r *rootNames) taken(s *sendCtx, name []byte) (bool, error) {
+	if r.names != nil {
+		return r.names[string(name)], nil
+	}
+	if r.lookups++; r.lookups > rootNamesAfter && !r.read {
+		r.read = true
+		names, err := s.readRootNames()
+		if err != nil {
+			return false, err
+		}
+		if r.names = names; names != nil {
+			return names[string(name)], nil
+		}
+	}
+	for _, root := range []*btrfsread.Subvolume{s.send, s.parent} {
+		if root == nil {
+			continue
+		}
+		_, err := root.LookupName(btrfsread.FirstFreeObjectID, name)
+		if err == nil || !notFound(err) {
+			return err == nil, err
+		}
+	}
+	return false, nil
+}
+
+// readRootNames returns the entries of both root directories, or nil when
+// they are larger than rootNamesMax.
+func (s *sendCtx) readRootNames() (map[string]bool, error) {
+	roots := []*btrfsread.Subvolume{s.send}
+	if s.parent != nil {
+		roots = append(roots, s.parent)
+	}
+	var size uint64
+	for _, root := range roots {
+		ii, err := s.inodes.item(root, btrfsread.FirstFreeObjectID)
+		if err != nil {
+			return nil, err
+		}
+		size += ii.Size
+	}
+	if size > rootNamesMax {
+		return nil, nil
+	}
+	names := map[string]bool{}
+	for _, root := range roots {
+		ents, err := root.ReadDir(btrfsread.FirstFreeObjectID)
+		if err != nil && !notFound(err) {
+			return nil, err
+		}
+		for _, e := range ents {
+			names[string(e.Name)] = true
+		}
+	}
+	return names, nil
 }
 
 // nameHolder is the inode that holds a name in the parent tree

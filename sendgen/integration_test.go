@@ -56,8 +56,7 @@ func TestImageStreamConsistency(t *testing.T) {
 	sparse.Close()
 	// No symlink: mkfs.btrfs 6.2 --rootdir stores its target with a NUL,
 	// which btrfsread rightly rejects.
-	img := testimage.Images(t, dir, 1, 256<<20)[0]
-	testimage.Mkfs(t, []string{"--rootdir", root}, img)
+	img := mkfsRootdir(t, root, 256<<20)
 
 	snapshot(t, img, func(mnt string) error {
 		if err := os.WriteFile(filepath.Join(mnt, "dir/odd"), random(5000), 0o644); err != nil {
@@ -69,27 +68,43 @@ func TestImageStreamConsistency(t *testing.T) {
 		return os.Remove(filepath.Join(mnt, "inline"))
 	})
 
+	svs := openSubvolumes(t, img, "snap1", "snap2")
+	snap1, snap2 := svs[0], svs[1]
+	checkImageStream(t, snap1, nil, rng, "subvol          ./snap1", "/big ", "./snap1/sparse")
+	checkImageStream(t, snap2, snap1, rng, "snapshot        ./snap2", "./snap2/page-moved", "unlink          ./snap2/inline", "./snap2/dir/odd")
+}
+
+// mkfsRootdir makes an image of size bytes beside root holding root's files
+// (mkfs.btrfs --rootdir) and returns its path.
+func mkfsRootdir(t testing.TB, root string, size int64) string {
+	t.Helper()
+	img := testimage.Images(t, filepath.Dir(root), 1, size)[0]
+	testimage.Mkfs(t, []string{"--rootdir", root}, img)
+	return img
+}
+
+// openSubvolumes opens img (closed when t ends) and finds the subvolumes
+// named.
+func openSubvolumes(t testing.TB, img string, names ...string) []*btrfsread.Subvolume {
+	t.Helper()
 	fs, err := btrfsread.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fs.Close()
-	find := func(name string) *btrfsread.Subvolume {
-		sv, err := fs.FindSubvolume(name)
-		if err != nil {
+	t.Cleanup(func() { fs.Close() })
+	svs := make([]*btrfsread.Subvolume, len(names))
+	for i, name := range names {
+		if svs[i], err = fs.FindSubvolume(name); err != nil {
 			t.Fatal(err)
 		}
-		return sv
 	}
-	snap1, snap2 := find("snap1"), find("snap2")
-	checkImageStream(t, snap1, nil, rng, "subvol          ./snap1", "/big ", "./snap1/sparse")
-	checkImageStream(t, snap2, snap1, rng, "snapshot        ./snap2", "./snap2/page-moved", "unlink          ./snap2/inline", "./snap2/dir/odd")
+	return svs
 }
 
 // snapshot loop-mounts img, snapshots its top level read-only as snap1,
 // calls change, snapshots again as snap2 and unmounts. It needs root and
 // loop devices: without them it fails in CI and skips elsewhere.
-func snapshot(t *testing.T, img string, change func(mnt string) error) {
+func snapshot(t testing.TB, img string, change func(mnt string) error) {
 	t.Helper()
 	testimage.Require(t, true, "btrfs")
 	fs := testimage.Attach(t, []string{img}, filepath.Join(filepath.Dir(img), "mnt"), false)
