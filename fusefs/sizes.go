@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"sendfs/internal/lru"
+	"sendfs/sendgen"
 )
 
 // sizeCache remembers stream lengths by cache key: in an internal/lru
@@ -25,6 +26,7 @@ type sizeCache struct {
 	dir   string          // "" keeps sizes in memory only
 	log   *slog.Logger
 	known *lru.Cache[string, int64]
+	prio  priority
 
 	mu      sync.Mutex
 	diskErr bool // a disk write failed already (logged once)
@@ -47,9 +49,14 @@ func newSizeCache(ctx context.Context, dir string, log *slog.Logger) *sizeCache 
 
 // size returns the length of s, computing it at most once per key at a
 // time. The computation runs on a goroutine of its own, so that a caller
-// whose ctx ends stops waiting without cancelling it for the others.
-func (c *sizeCache) size(ctx context.Context, s pairStream) (int64, error) {
+// whose ctx ends stops waiting without cancelling it for the others. An
+// urgent caller (a lookup) makes the computations nobody waits for pause
+// until it has its size.
+func (c *sizeCache) size(ctx context.Context, s pairStream, urgent bool) (int64, error) {
 	key := s.CacheKey()
+	if urgent {
+		defer c.prio.want(key)()
+	}
 	type result struct {
 		n   int64
 		err error
@@ -72,7 +79,8 @@ func (c *sizeCache) compute(key string, s pairStream) (int64, error) {
 	if n, ok := c.load(key); ok {
 		return n, nil
 	}
-	n, err := countStream(c.ctx, s)
+	pause := func(ctx context.Context) error { return c.prio.yield(ctx, key) }
+	n, err := countStream(sendgen.WithPause(c.ctx, pause), s)
 	if err == nil {
 		c.store(key, n)
 	}

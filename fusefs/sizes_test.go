@@ -33,13 +33,13 @@ func TestSizeCache(t *testing.T) {
 
 	gaveUp, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.size(gaveUp, s); !errors.Is(err, context.Canceled) {
+	if _, err := c.size(gaveUp, s, true); !errors.Is(err, context.Canceled) {
 		t.Fatalf("size with a cancelled context: %v", err)
 	}
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if n, err := c.size(context.Background(), s); n != 1234 || err != nil {
+			if n, err := c.size(context.Background(), s, false); n != 1234 || err != nil {
 				t.Errorf("size = %d, %v; want 1234", n, err)
 			}
 		})
@@ -51,20 +51,20 @@ func TestSizeCache(t *testing.T) {
 	}
 
 	c2 := newSizeCache(context.Background(), dir, log)
-	if n, err := c2.size(context.Background(), s); n != 1234 || err != nil || s.sized.Load() != 1 {
+	if n, err := c2.size(context.Background(), s, false); n != 1234 || err != nil || s.sized.Load() != 1 {
 		t.Errorf("a new cache on the same dir: %d, %v after %d computations; want 1234 from disk", n, err, s.sized.Load())
 	}
 	c2.replace("k1", 999)
-	if n, _ := c2.size(context.Background(), s); n != 999 {
+	if n, _ := c2.size(context.Background(), s, false); n != 999 {
 		t.Errorf("after replace: %d, want 999", n)
 	}
-	if n, _ := newSizeCache(context.Background(), dir, log).size(context.Background(), s); n != 999 || s.sized.Load() != 1 {
+	if n, _ := newSizeCache(context.Background(), dir, log).size(context.Background(), s, false); n != 999 || s.sized.Load() != 1 {
 		t.Errorf("replaced size on disk: %d after %d computations, want 999", n, s.sized.Load())
 	}
 
 	bad := &fakeStream{key: "k2", size: 5, sizeErr: errors.New("boom"), sized: &atomic.Int64{}}
 	for range 2 {
-		if _, err := c.size(context.Background(), bad); err == nil {
+		if _, err := c.size(context.Background(), bad, false); err == nil {
 			t.Error("a failing size succeeded")
 		}
 	}

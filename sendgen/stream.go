@@ -316,10 +316,24 @@ type checker struct {
 // ctxCheckEvery bounds how many commands pass between cancellation checks.
 const ctxCheckEvery = 256
 
+type pauseKey struct{}
+
+// WithPause returns a context under which every engine pass calls wait at
+// its cancellation checks, every ctxCheckEvery commands: a background pass
+// (sizes computed ahead of need) waits there while more urgent work runs.
+func WithPause(ctx context.Context, wait func(context.Context) error) context.Context {
+	return context.WithValue(ctx, pauseKey{}, wait)
+}
+
 func (k *checker) emit(c *Command) error {
 	if k.count%ctxCheckEvery == 0 {
 		if err := context.Cause(k.ctx); err != nil {
 			return err
+		}
+		if pause, ok := k.ctx.Value(pauseKey{}).(func(context.Context) error); ok {
+			if err := pause(k.ctx); err != nil {
+				return err
+			}
 		}
 	}
 	switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -153,5 +154,29 @@ func TestMalformedEngineOutput(t *testing.T) {
 		if _, err := synthStream(t, 1, tc.cmds).WriteTo(context.Background(), &buf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: WriteTo error %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestWithPause: a pass under WithPause calls wait at its cancellation
+// checks (every ctxCheckEvery commands) and fails with wait's error.
+func TestWithPause(t *testing.T) {
+	s := &synth{chunk: 4096}
+	s.begin()
+	for i := range 3 * ctxCheckEvery {
+		s.attrs(fmt.Sprintf("f%d", i), 0o644)
+	}
+	s.end()
+	stream := synthStream(t, 1, s.cmds)
+	var calls int
+	wait := func(context.Context) error { calls++; return nil }
+	if _, err := stream.Size(WithPause(context.Background(), wait)); err != nil {
+		t.Fatal(err)
+	}
+	if want := (len(s.cmds) + ctxCheckEvery - 1) / ctxCheckEvery; calls != want {
+		t.Errorf("wait called %d times for %d commands, want %d", calls, len(s.cmds), want)
+	}
+	stop := errors.New("stop")
+	if _, err := synthStream(t, 1, s.cmds).Size(WithPause(context.Background(), func(context.Context) error { return stop })); !errors.Is(err, stop) {
+		t.Errorf("Size with a failing wait: %v, want %v", err, stop)
 	}
 }
