@@ -72,6 +72,8 @@ type blockDevice struct {
 	windows atomic.Pointer[lru.Cache[int64, []byte]]
 	last    atomic.Int64 // the window read last, -1 at first
 	slots   chan struct{}
+	// readAheads counts the batches read ahead (tests see read-ahead).
+	readAheads atomic.Int64
 
 	mu      sync.Mutex
 	pending map[int64]chan struct{} // windows a read-ahead is reading: closed when done
@@ -179,6 +181,7 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 // readBatch reads windows [first, first+n) with one direct read into the
 // cache, then closes done.
 func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n int, done chan struct{}) {
+	d.readAheads.Add(1)
 	ws := make([][]byte, n)
 	for i := range ws {
 		ws[i] = alignedBuf(windowSize)
