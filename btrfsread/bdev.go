@@ -186,7 +186,15 @@ func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n 
 	for i := range ws {
 		ws[i] = alignedBuf(windowSize)
 	}
-	got, _ := unix.Preadv(int(d.direct.Fd()), ws, first*windowSize)
+	// Through SyscallConn, which holds the descriptor: a Close meanwhile
+	// waits for the read instead of letting the number be reused.
+	got := -1
+	if rc, err := d.direct.SyscallConn(); err == nil {
+		rc.Read(func(fd uintptr) bool {
+			got, _ = unix.Preadv(int(fd), ws, first*windowSize)
+			return true
+		})
+	}
 	for i, w := range ws {
 		if got <= 0 {
 			break
