@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -56,8 +57,8 @@ const (
 	// are read (2 MiB): a batch starts when less than
 	// readAheadWindows-readAheadBatch windows ahead are cached or coming.
 	readAheadWindows = 2 * readAheadBatch
-	// maxReadAheads bounds the batches in flight per device (4 MiB).
-	maxReadAheads = 4
+	// maxReadAheads bounds the batches in flight per device (8 MiB).
+	maxReadAheads = 8
 )
 
 // blockDevice reads a block device with O_DIRECT through a cache of
@@ -163,18 +164,87 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 		j++
 	}
 	for j < end && j-k <= readAheadWindows-readAheadBatch {
-		select {
-		case d.slots <- struct{}{}:
-		default:
-			return // enough in flight
-		}
 		n := min(int64(readAheadBatch), end-j)
-		done := make(chan struct{})
-		for i := j; i < j+n; i++ {
-			d.pending[i] = done
+		if !d.startBatch(cache, j, n) {
+			return
 		}
-		go d.readBatch(cache, j, int(n), done)
 		j += n
+	}
+}
+
+// startBatch starts reading windows [first, first+n) ahead unless
+// maxReadAheads batches are in flight already, and reports whether it
+// did. d.mu is held.
+func (d *blockDevice) startBatch(cache *lru.Cache[int64, []byte], first, n int64) bool {
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		return false
+	}
+	done := make(chan struct{})
+	for i := first; i < first+n; i++ {
+		d.pending[i] = done
+	}
+	go d.readBatch(cache, first, int(n), done)
+	return true
+}
+
+// readAheadRanges starts reading ahead the windows that hold the ranges
+// [off, off+n) of offs and are neither cached nor coming: runs of them
+// (with gaps of at most one window read through) in batches of at most
+// readAheadBatch windows, as far as maxReadAheads allows.
+func (d *blockDevice) readAheadRanges(offs []int64, n int64) {
+	cache := d.windows.Load()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ws []int64
+	for _, off := range offs {
+		for k := off / windowSize; k <= (off+n-1)/windowSize; k++ {
+			if d.pending[k] == nil && !cache.Contains(k) {
+				ws = append(ws, k)
+			}
+		}
+	}
+	slices.Sort(ws)
+	ws = slices.Compact(ws)
+	for len(ws) > 0 {
+		run := 1
+		for run < len(ws) && ws[run]-ws[0] < readAheadBatch && ws[run]-ws[run-1] <= 2 {
+			run++
+		}
+		if !d.startBatch(cache, ws[0], ws[run-1]-ws[0]+1) {
+			return
+		}
+		ws = ws[run:]
+	}
+}
+
+// readAheadLeaves starts reading, from block devices, the children of
+// level-1 node n from slot from on whose keys are at most to and that are
+// not cached: a walk that left one leaf of n goes on to the next ones, and
+// reading them together turns many small reads into a few large ones
+// when they lie close on disk.
+func (fs *FS) readAheadLeaves(n *node, from int, to Key) {
+	if !slices.ContainsFunc(fs.members, func(m *member) bool { _, ok := m.R.(*blockDevice); return ok }) {
+		return
+	}
+	offs := map[*blockDevice][]int64{}
+	for i := from; i < n.nritems && n.key(i).Compare(to) <= 0; i++ {
+		bytenr, _ := n.ptr(i)
+		c := fs.chunks.find(bytenr)
+		if c == nil || fs.blocks.Contains(bytenr) {
+			continue
+		}
+		pl, got := c.locate(bytenr-c.logical, uint64(fs.sb.nodeSize), 0)
+		if pl.s.dev == nil || got < uint64(fs.sb.nodeSize) {
+			continue
+		}
+		if bd, ok := pl.s.dev.R.(*blockDevice); ok {
+			offs[bd] = append(offs[bd], int64(pl.physical))
+		}
+	}
+	for bd, o := range offs {
+		bd.readAheadRanges(o, int64(fs.sb.nodeSize))
 	}
 }
 
