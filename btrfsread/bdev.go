@@ -181,6 +181,7 @@ func (d *blockDevice) startBatch(cache *lru.Cache[int64, []byte], first, n int64
 	default:
 		return false
 	}
+	d.readAheads.Add(1)
 	done := make(chan struct{})
 	for i := first; i < first+n; i++ {
 		d.pending[i] = done
@@ -251,7 +252,6 @@ func (fs *FS) readAheadLeaves(n *node, from int, to Key) {
 // readBatch reads windows [first, first+n) with one direct read into the
 // cache, then closes done.
 func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n int, done chan struct{}) {
-	d.readAheads.Add(1)
 	ws := make([][]byte, n)
 	for i := range ws {
 		ws[i] = alignedBuf(windowSize)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -144,4 +145,42 @@ func TestBlockDeviceStaleWindow(t *testing.T) {
 	if _, err := bd.ReadAt(make([]byte, 10), dev.Size-5); !errors.Is(err, io.EOF) {
 		t.Errorf("read across the end of the device: %v, want io.EOF", err)
 	}
+}
+
+// TestReadAheadLeaves: the leaves under a level-1 node are read ahead from
+// a block device, each into a window, in batches of adjacent windows.
+func TestReadAheadLeaves(t *testing.T) {
+	img := manyFilesImage(t, 600)
+	fs, err := Open(attachLoop(t, img))
+	must(t, err)
+	defer fs.Close()
+	bd := fs.members[0].R.(*blockDevice)
+	p, err := fsTreeForTest(t, fs, FSTreeID).descend(Key{}, false)
+	must(t, err)
+	parent := p[len(p)-2].n
+	bd.dropCache() // opening read this small filesystem's metadata ahead
+	before := bd.readAheads.Load()
+	fs.readAheadLeaves(parent, 0, MaxKey)
+	batches := bd.readAheads.Load() - before
+	var leaves []int64
+	for i := range parent.nritems {
+		bytenr, _ := parent.ptr(i)
+		pl := physicalPlaces(t, fs, bytenr)[0]
+		k := int64(pl.physical) / windowSize
+		bd.mu.Lock()
+		wait := bd.pending[k]
+		bd.mu.Unlock()
+		if wait != nil {
+			<-wait
+		}
+		if !bd.windows.Load().Contains(k) && !fs.blocks.Contains(bytenr) {
+			t.Errorf("leaf %d of %d (logical 0x%x) was not read ahead", i, parent.nritems, bytenr)
+		}
+		leaves = append(leaves, k)
+	}
+	if batches == 0 || batches >= int64(parent.nritems) {
+		t.Errorf("%d leaves read ahead in %d batches", parent.nritems, batches)
+	}
+	slices.Sort(leaves)
+	t.Logf("%d leaves in %d windows, read ahead in %d batches", parent.nritems, len(slices.Compact(leaves)), batches)
 }
