@@ -61,15 +61,7 @@ func TestBlockDeviceReads(t *testing.T) {
 // (from the second copy); with both copies bad it must name the leaf.
 func TestBlockDeviceCorruptInBatch(t *testing.T) {
 	img := manyFilesImage(t, 600, "-m", "dup")
-	fs, err := Open(img)
-	must(t, err)
-	tr := fsTreeForTest(t, fs, FSTreeID)
-	want := fmt.Sprint(allKeys(t, tr))
-	p, err := tr.descend(Key{ObjectID: 1000}, false)
-	must(t, err)
-	leaf := p[len(p)-1].n.logical
-	places := physicalPlaces(t, fs, leaf)
-	fs.Close()
+	want, leaf, places := leafToCorrupt(t, []string{img})
 	corruptAt(t, places[0], 2000)
 
 	loop := attachLoop(t, img)
@@ -102,7 +94,7 @@ func TestBlockDeviceCorruptInBatch(t *testing.T) {
 
 	corruptAt(t, places[1], 3000)
 	fs, _ = open()
-	err = fsTreeForTest(t, fs, FSTreeID).Walk(Key{}, MaxKey, func(Item) error { return nil })
+	err := fsTreeForTest(t, fs, FSTreeID).Walk(Key{}, MaxKey, func(Item) error { return nil })
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.Logical != leaf {
 		t.Fatalf("walk with both copies bad: %v, want a CorruptError at logical 0x%x", err, leaf)
