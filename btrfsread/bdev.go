@@ -25,11 +25,15 @@ import (
 //     kept in a byte-bounded cache of the device's own (windowCacheBytes),
 //     so that the tree blocks and small extents that share a window cost
 //     one read;
-//   - with read-ahead: a read that enters a window whose predecessor is
-//     cached is sequential, and the next windows are read ahead in large
-//     batches (one 1 MiB preadv into 16 windows), a few batches in flight,
-//     so that walking a tree written in order or sending a file's data
-//     keeps the device busy with large reads;
+//   - with read-ahead: a read that enters a window whose three
+//     predecessors are cached is sequential, and the next windows are read
+//     ahead in large batches (one 1 MiB preadv into 16 windows), a few
+//     batches in flight, so that walking a tree written in order or
+//     sending a file's data keeps the device busy with large reads (with
+//     fewer predecessors, random reads of neighbouring tree blocks, as an
+//     incremental send makes, started big reads they then waited behind);
+//     a walk reads the leaves under the node it is in ahead
+//     (readAheadLeaves);
 //   - coherently: a window holds what the device held when it was read.
 //     A tree block or data sector that fails validation makes the reader
 //     drop every window (FS.dropCaches) and read again before it counts as
@@ -57,6 +61,9 @@ const (
 	// are read (2 MiB): a batch starts when less than
 	// readAheadWindows-readAheadBatch windows ahead are cached or coming.
 	readAheadWindows = 2 * readAheadBatch
+	// sequentialWindows is how many windows before the one a read enters
+	// must be cached for the read to count as sequential.
+	sequentialWindows = 3
 	// maxReadAheads bounds the batches in flight per device (8 MiB).
 	maxReadAheads = 8
 )
@@ -150,12 +157,16 @@ func (d *blockDevice) window(k int64) ([]byte, error) {
 }
 
 // readAhead starts batches of read-ahead after window k when the read that
-// enters k is sequential (window k-1 is cached) and less than
-// readAheadWindows-readAheadBatch windows after k are cached or coming.
+// enters k is sequential (the sequentialWindows windows before k are
+// cached) and less than readAheadWindows-readAheadBatch windows after k
+// are cached or coming.
 func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
-	if k == 0 || !cache.Contains(k-1) {
-		return
+	for i := int64(1); i <= sequentialWindows; i++ {
+		if k < i || !cache.Contains(k-i) {
+			return
+		}
 	}
+	batch, keep := int64(readAheadBatch), int64(readAheadWindows-readAheadBatch)
 	end := (d.size + windowSize - 1) / windowSize
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -163,8 +174,8 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 	for j < end && (d.pending[j] != nil || cache.Contains(j)) {
 		j++
 	}
-	for j < end && j-k <= readAheadWindows-readAheadBatch {
-		n := min(int64(readAheadBatch), end-j)
+	for j < end && j-k <= keep {
+		n := min(batch, end-j)
 		if !d.startBatch(cache, j, n) {
 			return
 		}

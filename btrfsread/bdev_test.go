@@ -72,10 +72,10 @@ func TestBlockDeviceCorruptInBatch(t *testing.T) {
 		return fs, fs.members[0].R.(*blockDevice)
 	}
 	fs, bd := open()
-	// Reading the two windows before the leaf's, in order, reads the
-	// leaf's window ahead.
+	// Reading the windows before the leaf's, in order, reads the leaf's
+	// window ahead.
 	k := int64(places[0].physical) / windowSize
-	for _, w := range []int64{k - 2, k - 1} {
+	for w := k - sequentialWindows - 1; w < k; w++ {
 		_, err := bd.ReadAt(make([]byte, 1), w*windowSize)
 		must(t, err)
 	}
