@@ -203,8 +203,9 @@ func (d *blockDevice) startBatch(cache *lru.Cache[int64, []byte], first, n int64
 
 // readAheadRanges starts reading ahead the windows that hold the ranges
 // [off, off+n) of offs and are neither cached nor coming: runs of them
-// (with gaps of at most one window read through) in batches of at most
-// readAheadBatch windows, as far as maxReadAheads allows.
+// (with gaps of at most one window read through, unless another batch is
+// reading it) in batches of at most readAheadBatch windows, as far as
+// maxReadAheads allows.
 func (d *blockDevice) readAheadRanges(offs []int64, n int64) {
 	cache := d.windows.Load()
 	d.mu.Lock()
@@ -221,7 +222,7 @@ func (d *blockDevice) readAheadRanges(offs []int64, n int64) {
 	ws = slices.Compact(ws)
 	for len(ws) > 0 {
 		run := 1
-		for run < len(ws) && ws[run]-ws[0] < readAheadBatch && ws[run]-ws[run-1] <= 2 {
+		for run < len(ws) && ws[run]-ws[0] < readAheadBatch && (ws[run] == ws[run-1]+1 || ws[run] == ws[run-1]+2 && d.pending[ws[run]-1] == nil) {
 			run++
 		}
 		if !d.startBatch(cache, ws[0], ws[run-1]-ws[0]+1) {
