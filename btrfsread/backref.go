@@ -36,12 +36,12 @@ func (fs *FS) DataBackrefs(bytenr uint64) (refs uint64, brs []DataBackref, err e
 			var inline []DataBackref
 			refs, inline, err = parseDataExtentItem(it.Data)
 			brs = append(brs, inline...)
-			return err
+			return it.named(err)
 		case ExtentDataRefKey:
 			c := newItemCursor(it.Data, "extent data ref")
 			br := DataBackref{Root: c.u64(), Ino: c.u64(), Offset: c.u64()}
 			brs = append(brs, br)
-			return c.err
+			return it.named(c.err)
 		case SharedDataRefKey:
 			brs = append(brs, DataBackref{Parent: it.Key.Offset})
 		}
@@ -143,7 +143,7 @@ func (fs *FS) ExtentRefs(bytenr uint64) (uint64, error) {
 	}
 	e, err := ParseExtentItem(it.Data)
 	if err != nil {
-		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, err)
+		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, it.named(err))
 	}
 	return e.Refs, nil
 }

@@ -63,7 +63,7 @@ func (n *node) itemData(i int) []byte {
 	return n.b[off:end:end]
 }
 
-func (n *node) item(i int) Item { return Item{Key: n.key(i), Data: n.itemData(i)} }
+func (n *node) item(i int) Item { return Item{Key: n.key(i), Data: n.itemData(i), Leaf: n.logical} }
 
 // search returns the first slot whose key is >= k (nritems if none) and
 // whether that key equals k.

@@ -164,3 +164,61 @@ func TestReadLogicalData(t *testing.T) {
 		})
 	}
 }
+
+// TestItemErrorNamesLeaf corrupts an item the leaf checker does not parse
+// (a data extent item's inline backref type) in every copy of a real leaf,
+// with the checksum recomputed: the parse error at its use must name that
+// leaf's logical address.
+func TestItemErrorNamesLeaf(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(dir+"/data", bytes.Repeat([]byte("not inline, not compressed\n"), 4096), 0o644))
+	img := newTestImage(t, 300, "--rootdir", dir)
+	fs, err := Open(img)
+	must(t, err)
+	sv, err := fs.Subvolume(FSTreeID)
+	must(t, err)
+	ino, err := sv.Lookup("data")
+	must(t, err)
+	var bytenr uint64
+	must(t, sv.Extents(ino, 0, func(_ uint64, e *FileExtent) error { bytenr = e.DiskBytenr; return nil }))
+	ext, err := fs.Tree(ExtentTreeID)
+	must(t, err)
+	// The key offset is the extent's length: the last key of the bytenr.
+	it, err := ext.SearchBefore(Key{bytenr, ExtentItemKey, ^uint64(0)})
+	must(t, err)
+	// refs, generation, flags (24 bytes), then the first inline ref's type.
+	const inlineTypeAt = 24
+	if it.Key.ObjectID != bytenr || len(it.Data) <= inlineTypeAt || it.Data[inlineTypeAt] != ExtentDataRefKey {
+		t.Fatalf("extent item of 0x%x: %v % x", bytenr, it.Key, it.Data)
+	}
+	leaf, item := it.Leaf, append([]byte(nil), it.Data...)
+	places, rules := physicalPlaces(t, fs, leaf), fs.nodeRules()
+	fs.Close()
+
+	for _, pl := range places {
+		f, err := os.OpenFile(pl.s.dev.Name, os.O_RDWR, 0)
+		must(t, err)
+		b := make([]byte, rules.nodeSize)
+		_, err = f.ReadAt(b, int64(pl.physical))
+		must(t, err)
+		at := bytes.Index(b, item)
+		if at < 0 || bytes.Contains(b[at+1:], item) {
+			t.Fatalf("the extent item is not once in the leaf at 0x%x", leaf)
+		}
+		b[at+inlineTypeAt] = 0xee
+		copy(b, rules.csum.sum(b[superCsumEnd:]))
+		_, err = f.WriteAt(b, int64(pl.physical))
+		must(t, err)
+		must(t, f.Close())
+	}
+
+	fs, err = Open(img)
+	must(t, err)
+	defer fs.Close()
+	_, _, err = fs.DataBackrefs(bytenr)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Logical != leaf || !strings.Contains(err.Error(), fmt.Sprintf("unknown inline backref type in data extent item (238) at logical 0x%x", leaf)) {
+		t.Fatalf("DataBackrefs of the corrupted item: %v, want a CorruptError at logical 0x%x", err, leaf)
+	}
+	t.Log(err)
+}

@@ -26,7 +26,7 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 	add := func(it Item) error {
 		first := it.Key.Offset
 		if first%ss != 0 || len(it.Data)%cs != 0 {
-			return &CorruptError{Reason: "misaligned csum item", Value: it.Key}
+			return &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
 		}
 		n := uint64(len(it.Data) / cs)
 		lo, hi := max(first, start), min(first+n*ss, end)

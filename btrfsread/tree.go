@@ -7,6 +7,9 @@ import "errors"
 type Item struct {
 	Key  Key
 	Data []byte
+	// Leaf is the logical address of the leaf the item was read from (0 for
+	// an item not read from a tree block), for the errors about it.
+	Leaf uint64
 }
 
 // Tree is one B-tree, identified by its root block. A Tree value is cheap to

@@ -365,12 +365,12 @@ func (s *sendCtx) inodePath(root *btrfsread.Subvolume, ino uint64) ([]byte, erro
 		if depth > maxPathDepth {
 			return nil, errDirLoop(ino)
 		}
-		dir, _, name, err := s.firstRef(root, ino)
+		ref, err := s.firstRef(root, ino)
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, name)
-		ino = dir
+		comps = append(comps, ref.name)
+		ino = ref.parent
 	}
 	var p []byte
 	for i := len(comps) - 1; i >= 0; i-- {

@@ -110,21 +110,21 @@ func (s *sendCtx) inodeExists(ino, gen uint64) (inodeStatus, error) {
 	return s.curInodeState(ino, gen)
 }
 
-// firstRef returns the first name of ino in root: its parent directory, that
-// directory's generation, and the name.
-func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (dir, dirGen uint64, name []byte, err error) {
+// firstRef returns the first name of ino in root, with its parent directory
+// and that directory's generation.
+func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (pathStep, error) {
 	refs, err := root.Refs(ino)
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
+		return pathStep{}, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
 	}
 	if len(refs) == 0 {
-		return 0, 0, nil, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
+		return pathStep{}, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
 	}
-	dirGen, err = s.inodeGen(root, refs[0].Parent)
+	dirGen, err := s.inodeGen(root, refs[0].Parent)
 	if err != nil {
-		return 0, 0, nil, err
+		return pathStep{}, err
 	}
-	return refs[0].Parent, dirGen, refs[0].Name, nil
+	return pathStep{name: refs[0].Name, parent: refs[0].Parent, parentGen: dirGen}, nil
 }
 
 // lookupDirItemInode returns the inode behind name in dir of root; ok is false
@@ -168,35 +168,43 @@ func (s *sendCtx) orphanName(ino, gen uint64) ([]byte, error) {
 	}
 }
 
+// nameHolder is the inode that holds a name in the parent tree
+// (willOverwriteRef); found is false when no inode that matters holds it.
+type nameHolder struct {
+	who   inoGen
+	mode  uint64
+	found bool
+}
+
 // willOverwriteRef reports whether the new name (dir, name) is taken in the
 // parent tree by an inode that has not been processed yet (or whose move is
 // pending), returning that inode.
-func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (who inoGen, whoMode uint64, ok bool, err error) {
+func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (nameHolder, error) {
 	if s.parent == nil {
-		return who, 0, false, nil
+		return nameHolder{}, nil
 	}
 	st, err := s.inodeExists(dir, dirGen)
 	if err != nil || !st.exists() {
-		return who, 0, false, err
+		return nameHolder{}, err
 	}
 	if dir != btrfsread.FirstFreeObjectID && st.parentGen != dirGen {
-		return who, 0, false, nil
+		return nameHolder{}, nil
 	}
 	other, found, err := s.lookupDirItemInode(s.parent, dir, name)
 	if err != nil || !found {
-		return who, 0, false, err
+		return nameHolder{}, err
 	}
 	if _, waiting := s.waitingDirMoves[other]; other > s.sendProgress || waiting {
 		ii, ok, err := s.inodeInfo(s.parent, other)
 		if err != nil {
-			return who, 0, false, err
+			return nameHolder{}, err
 		}
 		if !ok {
-			return who, 0, false, fmt.Errorf("directory entry %q of inode %d points to missing inode %d", name, dir, other)
+			return nameHolder{}, fmt.Errorf("directory entry %q of inode %d points to missing inode %d", name, dir, other)
 		}
-		return inoGen{other, ii.Generation}, uint64(ii.Mode), true, nil
+		return nameHolder{who: inoGen{other, ii.Generation}, mode: uint64(ii.Mode), found: true}, nil
 	}
-	return who, 0, false, nil
+	return nameHolder{}, nil
 }
 
 // didOverwriteRef reports whether the old name (dir, name) of ino was taken
@@ -250,16 +258,17 @@ func (s *sendCtx) didOverwriteFirstRef(ino, gen uint64) (bool, error) {
 	if s.parent == nil {
 		return false, nil
 	}
-	dir, dirGen, name, err := s.firstRef(s.parent, ino)
+	ref, err := s.firstRef(s.parent, ino)
 	if err != nil {
 		return false, err
 	}
-	return s.didOverwriteRef(dir, dirGen, ino, gen, name)
+	return s.didOverwriteRef(ref.parent, ref.parentGen, ino, gen, ref.name)
 }
 
-// pathStep is one step of a path walk: an inode's current name at the
-// receiver and its parent directory; orphan means the name is an orphan
-// name in the subvolume root (the walk stops there).
+// pathStep is one step of a path walk: a name of an inode and its parent
+// directory (for curNameAndParent, the name at the receiver now); orphan
+// means the name is an orphan name in the subvolume root (the walk stops
+// there).
 type pathStep struct {
 	name              []byte
 	parent, parentGen uint64
@@ -283,18 +292,18 @@ func (s *sendCtx) curNameAndParent(ino, gen uint64) (pathStep, error) {
 	if ino < s.sendProgress {
 		root = s.send
 	}
-	parent, parentGen, name, err := s.firstRef(root, ino)
+	ref, err := s.firstRef(root, ino)
 	if err != nil {
 		return pathStep{}, err
 	}
-	over, err := s.didOverwriteRef(parent, parentGen, ino, gen, name)
+	over, err := s.didOverwriteRef(ref.parent, ref.parentGen, ino, gen, ref.name)
 	if err != nil {
 		return pathStep{}, err
 	}
 	if over {
 		return orphan()
 	}
-	return pathStep{name: name, parent: parent, parentGen: parentGen}, nil
+	return ref, nil
 }
 
 // maxPathDepth bounds path walks: a loop in corrupt metadata or an engine bug
@@ -344,28 +353,24 @@ func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 			comps = append(comps, name)
 			break
 		}
-		var name []byte
-		var parent, parentGen uint64
-		stop := false
+		var step pathStep
 		var err error
 		if wdm := s.waitingDirMoves[ino]; wdm != nil && wdm.orphanized {
-			name, err = s.orphanName(ino, gen)
-			stop = true
+			step.name, err = s.orphanName(ino, gen)
+			step.orphan = true
 		} else if wdm != nil {
-			parent, parentGen, name, err = s.firstRef(s.parent, ino)
+			step, err = s.firstRef(s.parent, ino)
 		} else {
-			var step pathStep
 			step, err = s.curNameAndParent(ino, gen)
-			name, parent, parentGen, stop = step.name, step.parent, step.parentGen, step.orphan
 		}
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, name)
-		if stop {
+		comps = append(comps, step.name)
+		if step.orphan {
 			break
 		}
-		ino, gen = parent, parentGen
+		ino, gen = step.parent, step.parentGen
 	}
 	n := 0
 	for _, c := range comps {
@@ -383,11 +388,11 @@ func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 
 // isFirstRef reports whether (dir, name) is ino's first name in root.
 func (s *sendCtx) isFirstRef(root *btrfsread.Subvolume, ino, dir uint64, name []byte) (bool, error) {
-	d, _, n, err := s.firstRef(root, ino)
+	ref, err := s.firstRef(root, ino)
 	if err != nil {
 		return false, err
 	}
-	return d == dir && bytes.Equal(n, name), nil
+	return ref.parent == dir && bytes.Equal(ref.name, name), nil
 }
 
 // checkInoInPath reports whether ino1 is ino2 or one of its ancestors (by
@@ -401,14 +406,14 @@ func (s *sendCtx) checkInoInPath(root *btrfsread.Subvolume, ino1, gen1, ino2, ge
 		if depth > maxPathDepth {
 			return false, errDirLoop(ino2)
 		}
-		parent, parentGen, _, err := s.firstRef(root, ino)
+		ref, err := s.firstRef(root, ino)
 		if err != nil {
 			return false, err
 		}
-		if parent == ino1 {
-			return parentGen == gen1, nil
+		if ref.parent == ino1 {
+			return ref.parentGen == gen1, nil
 		}
-		ino = parent
+		ino = ref.parent
 	}
 	return false, nil
 }

@@ -248,13 +248,14 @@ func (s *sendCtx) orphanizeOverwritten(p *refsPass) error {
 		if st.state == stateWillCreate {
 			continue
 		}
-		ow, owMode, overwrites, err := s.willOverwriteRef(cur.dir, cur.dirGen, cur.name())
+		holder, err := s.willOverwriteRef(cur.dir, cur.dirGen, cur.name())
 		if err != nil {
 			return err
 		}
-		if !overwrites {
+		if !holder.found {
 			continue
 		}
+		ow, owMode := holder.who, holder.mode
 		first, err := s.isFirstRef(s.parent, ow.ino, cur.dir, cur.name())
 		if err != nil {
 			return err

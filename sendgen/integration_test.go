@@ -5,13 +5,12 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"sendfs/btrfsread"
-	"sendfs/internal/testenv"
+	"sendfs/internal/testimage"
 )
 
 // TestImageStreamConsistency runs the real engine and btrfsread on an image
@@ -20,7 +19,6 @@ import (
 // the pipelined WriteTo, random ranges through a Reader and a second run
 // agree, and btrfs receive --dump parses the stream.
 func TestImageStreamConsistency(t *testing.T) {
-	mkfs := requireTool(t, "mkfs.btrfs")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	rng := rand.New(rand.NewPCG(4, 2))
@@ -58,16 +56,8 @@ func TestImageStreamConsistency(t *testing.T) {
 	sparse.Close()
 	// No symlink: mkfs.btrfs 6.2 --rootdir stores its target with a NUL,
 	// which btrfsread rightly rejects.
-	img := filepath.Join(dir, "img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "--rootdir", root, img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v: %s", err, out)
-	}
+	img := testimage.Images(t, dir, 1, 256<<20)[0]
+	testimage.Mkfs(t, []string{"--rootdir", root}, img)
 
 	snapshot(t, img, func(mnt string) error {
 		if err := os.WriteFile(filepath.Join(mnt, "dir/odd"), random(5000), 0o644); err != nil {
@@ -101,38 +91,15 @@ func TestImageStreamConsistency(t *testing.T) {
 // loop devices: without them it fails in CI and skips elsewhere.
 func snapshot(t *testing.T, img string, change func(mnt string) error) {
 	t.Helper()
-	btrfs := requireTool(t, "btrfs")
-	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "needs root to loop-mount the image")
-	}
-	mnt := filepath.Join(filepath.Dir(img), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
+	testimage.Require(t, true, "btrfs")
+	fs := testimage.Attach(t, []string{img}, filepath.Join(filepath.Dir(img), "mnt"), false)
+	fs.Mount(t, false)
+	testimage.Run(t, "btrfs", "subvolume", "snapshot", "-r", fs.Mnt, filepath.Join(fs.Mnt, "snap1"))
+	if err := change(fs.Mnt); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v: %s", err, out)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-				t.Errorf("umount %s: %v: %s", mnt, err, out)
-			}
-			mounted = false
-		}
-	}
-	t.Cleanup(unmount)
-	run := func(args ...string) {
-		if out, err := exec.Command(btrfs, args...).CombinedOutput(); err != nil {
-			t.Fatalf("btrfs %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap1"))
-	if err := change(mnt); err != nil {
-		t.Fatal(err)
-	}
-	run("subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap2"))
-	unmount()
+	testimage.Run(t, "btrfs", "subvolume", "snapshot", "-r", fs.Mnt, filepath.Join(fs.Mnt, "snap2"))
+	fs.Release(t)
 }
 
 // checkImageStream: the counted size, WriteTo, a second run and random

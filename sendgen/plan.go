@@ -162,7 +162,7 @@ func (s *Stream) getPlan(ctx context.Context) (*plan, error) {
 	}
 	p := b.finish(s.read)
 	if known := s.knownSize(); known >= 0 && known != p.size {
-		return nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", subvolName(s.child), p.size, known)
+		return nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, p.size, known)
 	}
 	s.learnSize(p.size)
 	s.plan = p

@@ -64,43 +64,49 @@ type deviceSendResult struct {
 
 // deviceSends prints, and returns, the kernel's btrfs send against sendfs
 // send (the binary bin) of the same snapshots on the same loop block
-// devices of fs, which must be unmounted: the kernel's on a fresh read-only
-// mount for every run, sendfs reading the devices, both to /dev/null with
-// the devices' page cache dropped before every run (blockdev --flushbufs;
-// the image files behind them stay cached). Best of three each. This is
-// the case users have: the kernel's send drops the pages it read, so it
-// does not get faster on a second run either.
+// devices of fs (deviceSendTimes, best of three).
 func deviceSends(b *testing.B, fs *btrfsFS, bin string, sends []deviceSend) []deviceSendResult {
 	fmt.Printf("\n%-34s %10s %10s %8s %11s\n", "on the block device, cache dropped", "kernel", "sendfs", "speed-up", "sendfs RSS")
 	var out []deviceSendResult
 	for _, s := range sends {
 		r := deviceSendResult{deviceSend: s}
-		for range 3 {
-			kargs := []string{"send", "-q"}
-			sargs := []string{"send", "-q"}
-			if s.parent != "" {
-				kargs = append(kargs, "-p", fs.path(s.parent))
-				sargs = append(sargs, "-p", s.parent)
-			}
-			flushDevices(b, fs)
-			fs.mount(b, true)
-			kt, _ := timedRun(b, "btrfs", append(kargs, fs.path(s.child))...)
-			unmount(b, fs)
-			flushDevices(b, fs)
-			st, rss := timedRun(b, bin, append(append(sargs, fs.Loops...), s.child)...)
-			if r.kernel == 0 || kt < r.kernel {
-				r.kernel = kt
-			}
-			if r.sendfs == 0 || st < r.sendfs {
-				r.sendfs = st
-			}
-			r.sendfsRSS = max(r.sendfsRSS, rss)
-		}
+		r.kernel, r.sendfs, r.sendfsRSS = deviceSendTimes(b, fs, bin, 3, s.child, s.parent)
 		fmt.Printf("%-34s %10v %10v %7.2fx %7d KiB\n", s.what, r.kernel.Round(time.Millisecond), r.sendfs.Round(time.Millisecond),
 			float64(r.kernel)/float64(r.sendfs), r.sendfsRSS)
 		out = append(out, r)
 	}
 	return out
+}
+
+// deviceSendTimes returns the best of runs times of the kernel's btrfs
+// send of child (incremental from parent unless it is "") on a fresh
+// read-only mount of fs's loop devices, and of sendfs send (the binary
+// bin) reading the same devices, with sendfs's peak RSS (KiB). fs must be
+// unmounted. Both write to /dev/null, and the devices' page cache is
+// dropped before every run (blockdev --flushbufs; the image files behind
+// them stay cached). This is the case users have: the kernel's send drops
+// the pages it read, so it does not get faster on a second run either.
+func deviceSendTimes(b *testing.B, fs *btrfsFS, bin string, runs int, child, parent string) (kernel, sendfs time.Duration, rss int64) {
+	kargs := []string{"send", "-q"}
+	sargs := []string{"send", "-q"}
+	if parent != "" {
+		kargs = append(kargs, "-p", fs.path(parent))
+		sargs = append(sargs, "-p", parent)
+	}
+	kernel = best(runs, func() time.Duration {
+		flushDevices(b, fs)
+		fs.Mount(b, true)
+		defer unmount(b, fs)
+		d, _, _ := runRSS(b, "btrfs", append(kargs, fs.path(child))...)
+		return d
+	})
+	sendfs = best(runs, func() time.Duration {
+		flushDevices(b, fs)
+		d, kib, _ := runRSS(b, bin, append(append(sargs, fs.Loops...), child)...)
+		rss = max(rss, kib)
+		return d
+	})
+	return kernel, sendfs, rss
 }
 
 // benchScale divides the benchmarks' data sizes: 10 with

@@ -1,10 +1,7 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -105,45 +102,16 @@ func BenchmarkSend(b *testing.B) {
 	})
 }
 
-// bestRun runs a command three times with stdout to /dev/null and returns
-// its best time and its peak RSS (KiB).
+// bestRun runs a command three times (see runRSS) and returns its best
+// time and its peak RSS (KiB).
 func bestRun(b *testing.B, name string, args ...string) (time.Duration, int64) {
-	var best time.Duration
 	var rss int64
-	for range 3 {
-		d, kib := timedRun(b, name, args...)
-		if best == 0 || d < best {
-			best = d
-		}
+	d := best(3, func() time.Duration {
+		d, kib, _ := runRSS(b, name, args...)
 		rss = max(rss, kib)
-	}
-	return best, rss
-}
-
-// timedRun runs a command once with stdout to /dev/null and returns its
-// time and its peak RSS (KiB). The RSS comes from GNU time, which forks: a
-// child that Go starts itself (vfork) inherits the test binary's peak RSS
-// in its rusage.
-func timedRun(b *testing.B, name string, args ...string) (time.Duration, int64) {
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	must(b, err)
-	defer null.Close()
-	rssFile := filepath.Join(b.TempDir(), "rss")
-	var stderr bytes.Buffer
-	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
-	cmd.Stdout, cmd.Stderr = null, &stderr
-	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
-	}
-	d := time.Since(t0)
-	out, err := os.ReadFile(rssFile)
-	must(b, err)
-	var kib int64
-	if _, err := fmt.Sscan(string(out), &kib); err != nil {
-		b.Fatalf("GNU time wrote %q: %v", out, err)
-	}
-	return d, kib
+		return d
+	})
+	return d, rss
 }
 
 func byteSize(n int64) string {
