@@ -171,7 +171,7 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	j := k + 1
-	for j < end && (d.pending[j] != nil || cache.Contains(j)) {
+	for j < end && j-k <= keep && (d.pending[j] != nil || cache.Contains(j)) {
 		j++
 	}
 	for j < end && j-k <= keep {
