@@ -166,7 +166,7 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 			return
 		}
 	}
-	batch, keep := int64(readAheadBatch), int64(readAheadWindows-readAheadBatch)
+	const keep = readAheadWindows - readAheadBatch
 	end := (d.size + windowSize - 1) / windowSize
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -175,7 +175,7 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 		j++
 	}
 	for j < end && j-k <= keep {
-		n := min(batch, end-j)
+		n := min(readAheadBatch, end-j)
 		if !d.startBatch(cache, j, n) {
 			return
 		}
