@@ -62,6 +62,21 @@ func corruptAt(t *testing.T, pl place, at uint64) {
 	must(t, err)
 }
 
+// leafToCorrupt returns the fs tree's keys as text, the leaf that holds
+// object 1000 and the places of its copies.
+func leafToCorrupt(t *testing.T, imgs []string) (keys string, leaf uint64, places []place) {
+	t.Helper()
+	fs, err := Open(imgs...)
+	must(t, err)
+	defer fs.Close()
+	tr := fsTreeForTest(t, fs, FSTreeID)
+	keys = fmt.Sprint(allKeys(t, tr))
+	p, err := tr.descend(Key{ObjectID: 1000}, false)
+	must(t, err)
+	leaf = p[len(p)-1].n.logical
+	return keys, leaf, physicalPlaces(t, fs, leaf)
+}
+
 // TestCorruptMetadata corrupts one copy of a leaf of the fs tree (the tree
 // must still read the same), then every copy (the error must name it).
 func TestCorruptMetadata(t *testing.T) {
@@ -71,18 +86,9 @@ func TestCorruptMetadata(t *testing.T) {
 	}{{"dup", 1}, {"raid1", 2}, {"raid10", 4}, {"raid5", 3}, {"raid6", 4}} {
 		t.Run(c.profile, func(t *testing.T) {
 			imgs := profileImages(t, c.profile, c.devs)
-			fs, err := Open(imgs...)
-			must(t, err)
-			tr := fsTreeForTest(t, fs, FSTreeID)
-			want := fmt.Sprint(allKeys(t, tr))
-			p, err := tr.descend(Key{ObjectID: 1000}, false)
-			must(t, err)
-			leaf := p[len(p)-1].n.logical
-			places := physicalPlaces(t, fs, leaf)
-			fs.Close()
-
+			want, leaf, places := leafToCorrupt(t, imgs)
 			corruptAt(t, places[0], 2000)
-			fs, err = Open(imgs...)
+			fs, err := Open(imgs...)
 			must(t, err)
 			defer fs.Close()
 			if got := fmt.Sprint(allKeys(t, fsTreeForTest(t, fs, FSTreeID))); got != want {

@@ -170,7 +170,7 @@ func openDevice(p string) (io.Closer, Device, error) {
 		f.Close()
 		return nil, Device{}, fmt.Errorf("%s: size: %w", p, err)
 	}
-	r, err := coherentReader(f)
+	r, err := coherentReader(f, size)
 	if err != nil {
 		f.Close()
 		return nil, Device{}, err

@@ -324,20 +324,7 @@ func (c *tableCorpus) kernelRows(b *testing.B) []tableRow {
 	unmount(b, c.fs)
 	run(b, "blockdev", "--setro", dev)
 	defer run(b, "blockdev", "--setrw", dev)
-	var rssDev int64
-	sDev := best(tableRuns, func() time.Duration {
-		flushDevices(b, c.fs)
-		d, rss, _ := runRSS(b, c.sendfs, "send", "-q", dev, c.full)
-		rssDev = max(rssDev, rss)
-		return d
-	})
-	kDev := best(tableRuns, func() time.Duration {
-		flushDevices(b, c.fs)
-		c.fs.Mount(b, true)
-		defer unmount(b, c.fs)
-		d, _, _ := runRSS(b, "btrfs", "send", "-q", c.fs.path(c.full))
-		return d
-	})
+	kDev, sDev, rssDev := deviceSendTimes(b, c.fs, c.sendfs, tableRuns, c.full, "")
 	return []tableRow{
 		ratioRow("`sendfs send` of a read-only loop block device (cache dropped), against `btrfs send` on a fresh mount of it", sDev, kDev, 3, rssDev),
 		ratioRow("`sendfs send` of the image file, against `btrfs send` (page cache warm)", sFull, kFull, 6, rssFull),

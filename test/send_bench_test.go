@@ -14,6 +14,8 @@ import (
 // --compressed-data, where the kernel's stream length is printed too);
 // incremental sends between snapshots of the
 // 100,000-file subvolume differing in 10 files and in 10% of the files.
+// Then the same without compression on the loop block device, its cache
+// dropped before every run (deviceSends).
 // Peak memory is the sendfs process's; the kernel's send runs in the kernel,
 // so its column shows only the btrfs tool's own RSS. Run with `make bench`;
 // SENDFS_BENCH_SMALL=1 makes every dataset ten times smaller.
@@ -91,6 +93,13 @@ func BenchmarkSend(b *testing.B) {
 			fmt.Printf("%-34s %10s %10s %10s\n", "", "MB/s", mbPerSec(size, kt), mbPerSec(size, st))
 		}
 	}
+	unmount(b, fs)
+	deviceSends(b, fs, sendfs, []deviceSend{
+		{"full: 4 big files", "snaps/big", ""},
+		{fmt.Sprintf("full: %d small files", nfiles), "snaps/small", ""},
+		{fmt.Sprintf("incremental: %d files, 10 changed", nfiles), "snaps/small-10", "snaps/small"},
+		{fmt.Sprintf("incremental: %d files, 10%% changed", nfiles), "snaps/small-10pct", "snaps/small-10"},
+	})
 }
 
 // bestRun runs a command three times (see runRSS) and returns its best
