@@ -7,11 +7,11 @@ FUZZTIME_LONG ?= 5m
 SEEDS     ?= 2000
 DEEP_SEEDS ?= 200
 APT_PKGS  := btrfs-progs fuse3 attr acl libcap2-bin rsync xfsprogs util-linux e2fsprogs python3 time \
-	     libglib2.0-bin shared-mime-info zstd
+	     libglib2.0-bin shared-mime-info zstd rclone restic
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz fuzz-long bench demo soak clean install
+.PHONY: all build deps test unit lint vet fmt-check staticcheck fuzz fuzz-long bench bench-table demo soak clean install
 
 all: build
 
@@ -23,7 +23,8 @@ deps:
 	@if ! command -v mkfs.btrfs >/dev/null || ! command -v setfacl >/dev/null || \
 	    ! command -v setfattr >/dev/null || ! command -v fusermount3 >/dev/null || \
 	    ! [ -x /usr/bin/time ] || ! command -v gio >/dev/null || \
-	    ! command -v update-mime-database >/dev/null || ! command -v zstd >/dev/null; then \
+	    ! command -v update-mime-database >/dev/null || ! command -v zstd >/dev/null || \
+	    ! command -v rclone >/dev/null || ! command -v restic >/dev/null; then \
 		echo "installing $(APT_PKGS)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PKGS); \
 	fi
@@ -65,9 +66,15 @@ fuzz-long:
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 # bench runs every Go benchmark once: test/ prints sendfs against the
-# kernel (send, FUSE), btrfsread and sendgen their own.
+# kernel (send, FUSE), btrfsread and sendgen their own; then, last, the
+# table of issue 13 (bench-table alone; SENDFS_BENCH_SCALE=N divides its
+# corpus by N).
 bench: deps build
-	$(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench . -skip '^BenchmarkTable$$' -benchtime 1x ./...
+	$(MAKE) bench-table
+
+bench-table: deps build
+	$(GO) test -count=1 -timeout 90m -run '^$$' -bench '^BenchmarkTable$$' -benchtime 1x ./test/
 
 # demo runs the main job on the bundled image test/testdata/demo.img.gz.
 demo: deps build

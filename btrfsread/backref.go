@@ -19,9 +19,8 @@ type DataBackref struct {
 // Inline reference types of extent items.
 const extentOwnerRefKey = 172
 
-// DataBackrefs returns the total reference count of the data extent that
-// starts at bytenr and its back references, inline and keyed, in key order.
-func (fs *FS) DataBackrefs(bytenr uint64) (refs uint64, brs []DataBackref, err error) {
+// readDataBackrefs reads what DataBackrefs returns from the extent tree.
+func (fs *FS) readDataBackrefs(bytenr uint64) (refs uint64, brs []DataBackref, err error) {
 	t, err := fs.Tree(ExtentTreeID)
 	if err != nil {
 		return 0, nil, err
@@ -36,12 +35,12 @@ func (fs *FS) DataBackrefs(bytenr uint64) (refs uint64, brs []DataBackref, err e
 			var inline []DataBackref
 			refs, inline, err = parseDataExtentItem(it.Data)
 			brs = append(brs, inline...)
-			return err
+			return it.named(err)
 		case ExtentDataRefKey:
 			c := newItemCursor(it.Data, "extent data ref")
 			br := DataBackref{Root: c.u64(), Ino: c.u64(), Offset: c.u64()}
 			brs = append(brs, br)
-			return c.err
+			return it.named(c.err)
 		case SharedDataRefKey:
 			brs = append(brs, DataBackref{Parent: it.Key.Offset})
 		}
@@ -84,20 +83,6 @@ func parseDataExtentItem(b []byte) (uint64, []DataBackref, error) {
 		}
 	}
 	return refs, brs, c.err
-}
-
-// LeafItems returns the items of the tree leaf at logical (a shared data
-// backref's parent), validated like every tree block.
-func (fs *FS) LeafItems(logical uint64) ([]Item, error) {
-	n, err := fs.readBlock(logical, blockWant{level: 0})
-	if err != nil {
-		return nil, err
-	}
-	items := make([]Item, n.nritems)
-	for i := range items {
-		items[i] = n.item(i)
-	}
-	return items, nil
 }
 
 // Extent item flags.
@@ -143,7 +128,7 @@ func (fs *FS) ExtentRefs(bytenr uint64) (uint64, error) {
 	}
 	e, err := ParseExtentItem(it.Data)
 	if err != nil {
-		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, err)
+		return 0, fmt.Errorf("extent item of 0x%x: %w", bytenr, it.named(err))
 	}
 	return e.Refs, nil
 }

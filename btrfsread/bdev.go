@@ -5,48 +5,91 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
+
+	"sendfs/internal/lru"
 
 	"golang.org/x/sys/unix"
 )
 
-// Reading a block device that the kernel has mounted: btrfs writes it with
-// bios that bypass the device's page cache, so pages that any process read
-// before keep their old contents, and a buffered read can return a block as
-// it was several commits ago. Two ways out were measured (README, "Live
-// filesystems"; BenchmarkLiveDevice): reading with O_DIRECT, through 1 MiB
-// windows of the reader's own for small reads, ran at 0.8 to 1.0 s per GiB
-// of file data here, while buffered reads of the same device, its cache
-// dropped first, took about 0.5 s (the kernel's read-ahead keeps requests
-// large and in flight) and a warm cache costs what an image file costs. So
-// a block device is read through the page cache, and stale pages are
-// dropped instead:
-//   - a tree block or data sector that fails validation makes the reader
-//     drop the device's cached pages and read again (FS.dropCaches) before
-//     it counts as bad: a stale page fails its checksum, or the bytenr or
+// Reading a block device. Its page cache is both slow and unsafe here:
+// buffered reads of a loop device ran at ~300 MB/s from a dropped cache
+// while O_DIRECT reads of 64 KiB ran at ~2.8 GB/s and of 1 MiB at ~5 GB/s
+// (README, "Speed"), and the kernel writes a filesystem it has mounted with
+// bios that bypass that cache, so a page read before can hold a block as it
+// was several commits ago. So a block device is read only with O_DIRECT:
+//   - through windows: aligned 64 KiB pieces of the device, read once and
+//     kept in a byte-bounded cache of the device's own (windowCacheBytes),
+//     so that the tree blocks and small extents that share a window cost
+//     one read;
+//   - with read-ahead: a read that enters a window whose three
+//     predecessors are cached is sequential, and the next windows are read
+//     ahead in large batches (one 1 MiB preadv into 16 windows), a few
+//     batches in flight, so that walking a tree written in order or
+//     sending a file's data keeps the device busy with large reads (with
+//     fewer predecessors, random reads of neighbouring tree blocks, as an
+//     incremental send makes, started big reads they then waited behind);
+//     a walk reads the leaves under the node it is in ahead
+//     (readAheadLeaves);
+//   - coherently: a window holds what the device held when it was read.
+//     A tree block or data sector that fails validation makes the reader
+//     drop every window (FS.dropCaches) and read again before it counts as
+//     bad: a stale window fails the block's checksum, or the bytenr or
 //     generation its pointer promised, and one that passes is the same
-//     block;
-//   - data without a checksum has its pages dropped before it is read
-//     (FS.dropCachedRange), and the superblock is read with O_DIRECT:
-//     nothing could tell that they are stale.
-// Image files need none of this: the kernel writes them through the page
-// cache (the loop driver), so buffered reads of them are coherent.
+//     block. Data without a checksum and the superblock, which nothing
+//     could show stale, are read past the windows (readFresh).
+//
+// Image files are read through the page cache: the kernel writes them
+// through it too (the loop driver), so buffered reads of them are coherent,
+// and a warm page cache is faster than any read of ours.
 
 // directAlign is the alignment of O_DIRECT offsets, lengths and buffers
 // (the logical block size of any device is at most 4 KiB).
 const directAlign = 4096
 
-// blockDevice reads a block device through f (buffered), or past the page
-// cache through direct. Close closes direct only (f is Open's).
+const (
+	// windowSize is the unit a block device is read and cached in.
+	windowSize = 64 << 10
+	// windowCacheBytes bounds the windows kept per block device: 512.
+	windowCacheBytes = 32 << 20
+	// readAheadBatch is how many windows one read-ahead reads (1 MiB).
+	readAheadBatch = 16
+	// readAheadWindows is how far ahead of a sequential reader windows
+	// are read (2 MiB): a batch starts when less than
+	// readAheadWindows-readAheadBatch windows ahead are cached or coming.
+	readAheadWindows = 2 * readAheadBatch
+	// sequentialWindows is how many windows before the one a read enters
+	// must be cached for the read to count as sequential.
+	sequentialWindows = 3
+	// maxReadAheads bounds the batches in flight per device (8 MiB).
+	maxReadAheads = 8
+)
+
+// blockDevice reads a block device with O_DIRECT through a cache of
+// windows. Close closes both descriptors (f is Open's).
 type blockDevice struct {
 	f      *os.File
 	direct *os.File
+	size   int64
+
+	// windows is replaced as a whole when it may be stale (dropCache):
+	// a read-ahead in flight then fills the old cache, which no one reads.
+	windows atomic.Pointer[lru.Cache[int64, []byte]]
+	last    atomic.Int64 // the window read last, -1 at first
+	slots   chan struct{}
+	// readAheads counts the batches read ahead (tests see read-ahead).
+	readAheads atomic.Int64
+
+	mu      sync.Mutex
+	pending map[int64]chan struct{} // windows a read-ahead is reading: closed when done
 }
 
-// coherentReader returns how to read f: f itself for a regular file, a
-// *blockDevice for a block device.
-func coherentReader(f *os.File) (io.ReaderAt, error) {
+// coherentReader returns how to read f (size bytes): f itself for a regular
+// file, a *blockDevice for a block device.
+func coherentReader(f *os.File, size int64) (io.ReaderAt, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -54,21 +97,204 @@ func coherentReader(f *os.File) (io.ReaderAt, error) {
 	if st.Mode()&os.ModeDevice == 0 {
 		return f, nil
 	}
-	d, err := os.OpenFile(f.Name(), os.O_RDONLY|unix.O_DIRECT, 0)
+	direct, err := os.OpenFile(f.Name(), os.O_RDONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening for direct reads: %w", f.Name(), err)
 	}
-	return &blockDevice{f: f, direct: d}, nil
+	d := &blockDevice{f: f, direct: direct, size: size, slots: make(chan struct{}, maxReadAheads), pending: map[int64]chan struct{}{}}
+	d.windows.Store(newWindowCache())
+	d.last.Store(-1)
+	return d, nil
+}
+
+func newWindowCache() *lru.Cache[int64, []byte] {
+	return lru.New[int64](windowCacheBytes, func(w []byte) int64 { return int64(cap(w)) })
 }
 
 // Close closes both descriptors.
 func (d *blockDevice) Close() error { return errors.Join(d.direct.Close(), d.f.Close()) }
 
-// ReadAt reads through the page cache.
-func (d *blockDevice) ReadAt(p []byte, off int64) (int, error) { return d.f.ReadAt(p, off) }
+// ReadAt reads p at off through the windows. A window that cannot be read
+// whole (an I/O error in it, the end of the device) leaves the rest of the
+// read to readDirect, which reads exactly p's range, so that an error is
+// reported only for the bytes that have one.
+func (d *blockDevice) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		w, err := d.window(pos / windowSize)
+		skip := int(pos % windowSize)
+		if err != nil || skip >= len(w) {
+			n, err := d.readDirect(p[done:], pos)
+			return done + n, err
+		}
+		done += copy(p[done:], w[skip:])
+	}
+	return done, nil
+}
 
-// readFresh reads what is on dev now: with O_DIRECT from a block device,
-// through the (coherent) page cache from anything else.
+// window returns window k, from the cache, from a read-ahead in flight, or
+// read now.
+func (d *blockDevice) window(k int64) ([]byte, error) {
+	cache := d.windows.Load()
+	if d.last.Swap(k) != k {
+		d.readAhead(cache, k)
+	}
+	d.mu.Lock()
+	wait := d.pending[k]
+	d.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
+	return cache.Get(k, func() ([]byte, error) {
+		w := alignedBuf(windowSize)
+		n, err := d.direct.ReadAt(w, k*windowSize)
+		if n > 0 && errors.Is(err, io.EOF) {
+			err = nil // the last window of the device
+		}
+		return w[:n], err
+	})
+}
+
+// readAhead starts batches of read-ahead after window k when the read that
+// enters k is sequential (the sequentialWindows windows before k are
+// cached) and less than readAheadWindows-readAheadBatch windows after k
+// are cached or coming.
+func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
+	for i := int64(1); i <= sequentialWindows; i++ {
+		if k < i || !cache.Contains(k-i) {
+			return
+		}
+	}
+	const keep = readAheadWindows - readAheadBatch
+	end := (d.size + windowSize - 1) / windowSize
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	j := k + 1
+	for j < end && j-k <= keep && (d.pending[j] != nil || cache.Contains(j)) {
+		j++
+	}
+	for j < end && j-k <= keep {
+		n := min(readAheadBatch, end-j)
+		if !d.startBatch(cache, j, n) {
+			return
+		}
+		j += n
+	}
+}
+
+// startBatch starts reading windows [first, first+n) ahead unless
+// maxReadAheads batches are in flight already, and reports whether it
+// did. d.mu is held.
+func (d *blockDevice) startBatch(cache *lru.Cache[int64, []byte], first, n int64) bool {
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		return false
+	}
+	d.readAheads.Add(1)
+	done := make(chan struct{})
+	for i := first; i < first+n; i++ {
+		d.pending[i] = done
+	}
+	go d.readBatch(cache, first, int(n), done)
+	return true
+}
+
+// readAheadRanges starts reading ahead the windows that hold the ranges
+// [off, off+n) of offs and are neither cached nor coming: runs of them
+// (with gaps of at most one window read through, unless another batch is
+// reading it) in batches of at most readAheadBatch windows, as far as
+// maxReadAheads allows.
+func (d *blockDevice) readAheadRanges(offs []int64, n int64) {
+	cache := d.windows.Load()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ws []int64
+	for _, off := range offs {
+		for k := off / windowSize; k <= (off+n-1)/windowSize; k++ {
+			if d.pending[k] == nil && !cache.Contains(k) {
+				ws = append(ws, k)
+			}
+		}
+	}
+	slices.Sort(ws)
+	ws = slices.Compact(ws)
+	for len(ws) > 0 {
+		run := 1
+		for run < len(ws) && ws[run]-ws[0] < readAheadBatch && (ws[run] == ws[run-1]+1 || ws[run] == ws[run-1]+2 && d.pending[ws[run]-1] == nil) {
+			run++
+		}
+		if !d.startBatch(cache, ws[0], ws[run-1]-ws[0]+1) {
+			return
+		}
+		ws = ws[run:]
+	}
+}
+
+// readAheadLeaves starts reading, from block devices, the children of
+// level-1 node n from slot from on whose keys are at most to and that are
+// not cached: a walk that left one leaf of n goes on to the next ones, and
+// reading them together turns many small reads into a few large ones
+// when they lie close on disk.
+func (fs *FS) readAheadLeaves(n *node, from int, to Key) {
+	if !slices.ContainsFunc(fs.members, func(m *member) bool { _, ok := m.R.(*blockDevice); return ok }) {
+		return
+	}
+	offs := map[*blockDevice][]int64{}
+	for i := from; i < n.nritems && n.key(i).Compare(to) <= 0; i++ {
+		bytenr, _ := n.ptr(i)
+		c := fs.chunks.find(bytenr)
+		if c == nil || fs.blocks.Contains(bytenr) {
+			continue
+		}
+		pl, got := c.locate(bytenr-c.logical, uint64(fs.sb.nodeSize), 0)
+		if pl.s.dev == nil || got < uint64(fs.sb.nodeSize) {
+			continue
+		}
+		if bd, ok := pl.s.dev.R.(*blockDevice); ok {
+			offs[bd] = append(offs[bd], int64(pl.physical))
+		}
+	}
+	for bd, o := range offs {
+		bd.readAheadRanges(o, int64(fs.sb.nodeSize))
+	}
+}
+
+// readBatch reads windows [first, first+n) with one direct read into the
+// cache, then closes done.
+func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n int, done chan struct{}) {
+	ws := make([][]byte, n)
+	for i := range ws {
+		ws[i] = alignedBuf(windowSize)
+	}
+	// Through SyscallConn, which holds the descriptor: a Close meanwhile
+	// waits for the read instead of letting the number be reused.
+	got := -1
+	if rc, err := d.direct.SyscallConn(); err == nil {
+		rc.Read(func(fd uintptr) bool {
+			got, _ = unix.Preadv(int(fd), ws, first*windowSize)
+			return true
+		})
+	}
+	for i, w := range ws {
+		if got <= 0 {
+			break
+		}
+		cache.Put(first+int64(i), w[:min(got, windowSize)])
+		got -= windowSize
+	}
+	d.mu.Lock()
+	for i := range int64(n) {
+		delete(d.pending, first+i)
+	}
+	d.mu.Unlock()
+	close(done)
+	<-d.slots
+}
+
+// readFresh reads what is on dev now: with O_DIRECT past the windows from
+// a block device, through the (coherent) page cache from anything else.
 func readFresh(dev Device, p []byte, off int64) (int, error) {
 	if d, ok := dev.R.(*blockDevice); ok {
 		return d.readDirect(p, off)
@@ -76,14 +302,9 @@ func readFresh(dev Device, p []byte, off int64) (int, error) {
 	return dev.R.ReadAt(p, off)
 }
 
-// dropCache drops the device's cached pages (clean pages, all a reader ever
-// leaves), so that the next read comes from the device.
-func (d *blockDevice) dropCache() { d.dropRange(0, 0) }
-
-// dropRange drops the cached pages of [off, off+n) (n 0: to the end).
-func (d *blockDevice) dropRange(off, n int64) {
-	unix.Fadvise(int(d.f.Fd()), off, n, unix.FADV_DONTNEED)
-}
+// dropCache forgets every window, so that the next reads come from the
+// device.
+func (d *blockDevice) dropCache() { d.windows.Store(newWindowCache()) }
 
 // directBufs holds aligned bounce buffers of directChunk bytes.
 const directChunk = 64 << 10 // superblocks are 4 KiB
@@ -93,9 +314,15 @@ var directBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// alignedBuf returns n bytes that start at a directAlign boundary.
+// alignedBuf returns n bytes that start at a directAlign boundary. Go
+// allocates big buffers on page boundaries; only when one is not is a
+// bigger one cut to fit.
 func alignedBuf(n int) []byte {
-	b := make([]byte, n+directAlign)
+	b := make([]byte, n)
+	if uintptr(unsafe.Pointer(unsafe.SliceData(b)))&(directAlign-1) == 0 {
+		return b
+	}
+	b = make([]byte, n+directAlign)
 	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
 	if off != 0 {
 		off = directAlign - off

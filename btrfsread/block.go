@@ -63,7 +63,7 @@ func (n *node) itemData(i int) []byte {
 	return n.b[off:end:end]
 }
 
-func (n *node) item(i int) Item { return Item{Key: n.key(i), Data: n.itemData(i)} }
+func (n *node) item(i int) Item { return Item{Key: n.key(i), Data: n.itemData(i), Leaf: n.logical} }
 
 // search returns the first slot whose key is >= k (nritems if none) and
 // whether that key equals k.
@@ -223,8 +223,8 @@ func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 
 // loadBlock reads the block at logical from disk, trying every copy. When
 // no copy is good and the view is the newest, it drops the devices' cached
-// pages and tries once more: a block device that the kernel has mounted may
-// hold pages read before the kernel rewrote them.
+// windows and tries once more: a window of a block device that the kernel
+// has mounted may have been read before the kernel rewrote the block.
 func (fs *FS) loadBlock(logical uint64, want blockWant) (*node, error) {
 	n, err := fs.loadBlockCopies(logical, want)
 	if Stale(err) && fs.newest() && fs.dropCaches() {

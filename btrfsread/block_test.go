@@ -67,7 +67,7 @@ func buildNode(r nodeRules, logical, gen uint64, level uint8, ptrs []keyPtr) []b
 }
 
 func TestParseNode(t *testing.T) {
-	items := []Item{{Key{1, 3, 0}, []byte("one")}, {Key{1, 4, 0}, nil}, {Key{2, 3, 5}, []byte("three")}}
+	items := []Item{{Key: Key{1, 3, 0}, Data: []byte("one")}, {Key: Key{1, 4, 0}, Data: nil}, {Key: Key{2, 3, 5}, Data: []byte("three")}}
 	b := buildLeaf(testRules, 1<<20, 7, items)
 	n, err := parseNode(b, 1<<20, testRules)
 	if err != nil {
@@ -129,7 +129,7 @@ func TestParseNode(t *testing.T) {
 }
 
 func TestBlockWant(t *testing.T) {
-	n, err := parseNode(buildLeaf(testRules, 4096, 7, []Item{{Key{5, 3, 0}, nil}}), 4096, testRules)
+	n, err := parseNode(buildLeaf(testRules, 4096, 7, []Item{{Key: Key{5, 3, 0}, Data: nil}}), 4096, testRules)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,14 +227,14 @@ func (c *chunk) locate(off, limit uint64, mirror int) (place, uint64) {
 // (0 <= mirror < copies), splitting at stripe boundaries. It does no checksum
 // verification.
 func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
-	return fs.readPieces(p, logical, mirror, func(_, _ uint64, err error) error { return err })
+	return fs.readPieces(p, logical, mirror, false, func(_, _ uint64, err error) error { return err })
 }
 
 // readPieces reads like readLogical, one piece per stripe (or chunk) at a
-// time. A piece that cannot be read is passed to failed with its offset in
+// time; with fresh set, past any cache of ours (readFresh). A piece that cannot be read is passed to failed with its offset in
 // p and length; reading goes on with the next piece unless failed returns
 // an error, which readPieces then returns.
-func (fs *FS) readPieces(p []byte, logical uint64, mirror int, failed func(off, n uint64, err error) error) error {
+func (fs *FS) readPieces(p []byte, logical uint64, mirror int, fresh bool, failed func(off, n uint64, err error) error) error {
 	for done := uint64(0); done < uint64(len(p)); {
 		c := fs.chunks.find(logical)
 		if c == nil {
@@ -250,7 +250,7 @@ func (fs *FS) readPieces(p []byte, logical uint64, mirror int, failed func(off, 
 		if mirror >= 1 && (c.profile() == bgRAID5 || c.profile() == bgRAID6) {
 			err = fs.rebuildRAID56(c, piece, logical-c.logical, mirror)
 		} else {
-			err = fs.readStripe(c, pl, piece)
+			err = fs.readStripe(c, pl, piece, fresh)
 		}
 		if err != nil {
 			if err = failed(done, n, fmt.Errorf("logical 0x%x: %w", logical, err)); err != nil {
@@ -263,14 +263,20 @@ func (fs *FS) readPieces(p []byte, logical uint64, mirror int, failed func(off, 
 	return nil
 }
 
-// readPhysical reads p at a physical place, reporting a read beyond the end
-// of the device as a truncated image.
-func (fs *FS) readPhysical(pl place, p []byte) error {
+// readPhysical reads p at a physical place (fresh: past any cache of ours),
+// reporting a read beyond the end of the device as a truncated image.
+func (fs *FS) readPhysical(pl place, p []byte, fresh bool) error {
 	dev := pl.s.dev
 	if pl.physical > uint64(dev.Size) || uint64(len(p)) > uint64(dev.Size)-pl.physical {
 		return truncatedf(dev.Name, "needs bytes up to %d, device has %d", pl.physical+uint64(len(p)), dev.Size)
 	}
-	if _, err := dev.R.ReadAt(p, int64(pl.physical)); err != nil {
+	var err error
+	if fresh {
+		_, err = readFresh(dev.Device, p, int64(pl.physical))
+	} else {
+		_, err = dev.R.ReadAt(p, int64(pl.physical))
+	}
+	if err != nil {
 		return fmt.Errorf("%s: read at physical %d: %w", dev.Name, pl.physical, err)
 	}
 	return nil

@@ -62,6 +62,21 @@ func corruptAt(t *testing.T, pl place, at uint64) {
 	must(t, err)
 }
 
+// leafToCorrupt returns the fs tree's keys as text, the leaf that holds
+// object 1000 and the places of its copies.
+func leafToCorrupt(t *testing.T, imgs []string) (keys string, leaf uint64, places []place) {
+	t.Helper()
+	fs, err := Open(imgs...)
+	must(t, err)
+	defer fs.Close()
+	tr := fsTreeForTest(t, fs, FSTreeID)
+	keys = fmt.Sprint(allKeys(t, tr))
+	p, err := tr.descend(Key{ObjectID: 1000}, false)
+	must(t, err)
+	leaf = p[len(p)-1].n.logical
+	return keys, leaf, physicalPlaces(t, fs, leaf)
+}
+
 // TestCorruptMetadata corrupts one copy of a leaf of the fs tree (the tree
 // must still read the same), then every copy (the error must name it).
 func TestCorruptMetadata(t *testing.T) {
@@ -71,18 +86,9 @@ func TestCorruptMetadata(t *testing.T) {
 	}{{"dup", 1}, {"raid1", 2}, {"raid10", 4}, {"raid5", 3}, {"raid6", 4}} {
 		t.Run(c.profile, func(t *testing.T) {
 			imgs := profileImages(t, c.profile, c.devs)
-			fs, err := Open(imgs...)
-			must(t, err)
-			tr := fsTreeForTest(t, fs, FSTreeID)
-			want := fmt.Sprint(allKeys(t, tr))
-			p, err := tr.descend(Key{ObjectID: 1000}, false)
-			must(t, err)
-			leaf := p[len(p)-1].n.logical
-			places := physicalPlaces(t, fs, leaf)
-			fs.Close()
-
+			want, leaf, places := leafToCorrupt(t, imgs)
 			corruptAt(t, places[0], 2000)
-			fs, err = Open(imgs...)
+			fs, err := Open(imgs...)
 			must(t, err)
 			defer fs.Close()
 			if got := fmt.Sprint(allKeys(t, fsTreeForTest(t, fs, FSTreeID))); got != want {
@@ -157,4 +163,62 @@ func TestReadLogicalData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestItemErrorNamesLeaf corrupts an item the leaf checker does not parse
+// (a data extent item's inline backref type) in every copy of a real leaf,
+// with the checksum recomputed: the parse error at its use must name that
+// leaf's logical address.
+func TestItemErrorNamesLeaf(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(dir+"/data", bytes.Repeat([]byte("not inline, not compressed\n"), 4096), 0o644))
+	img := newTestImage(t, 300, "--rootdir", dir)
+	fs, err := Open(img)
+	must(t, err)
+	sv, err := fs.Subvolume(FSTreeID)
+	must(t, err)
+	ino, err := sv.Lookup("data")
+	must(t, err)
+	var bytenr uint64
+	must(t, sv.Extents(ino, 0, func(_ uint64, e *FileExtent) error { bytenr = e.DiskBytenr; return nil }))
+	ext, err := fs.Tree(ExtentTreeID)
+	must(t, err)
+	// The key offset is the extent's length: the last key of the bytenr.
+	it, err := ext.SearchBefore(Key{bytenr, ExtentItemKey, ^uint64(0)})
+	must(t, err)
+	// refs, generation, flags (24 bytes), then the first inline ref's type.
+	const inlineTypeAt = 24
+	if it.Key.ObjectID != bytenr || len(it.Data) <= inlineTypeAt || it.Data[inlineTypeAt] != ExtentDataRefKey {
+		t.Fatalf("extent item of 0x%x: %v % x", bytenr, it.Key, it.Data)
+	}
+	leaf, item := it.Leaf, append([]byte(nil), it.Data...)
+	places, rules := physicalPlaces(t, fs, leaf), fs.nodeRules()
+	fs.Close()
+
+	for _, pl := range places {
+		f, err := os.OpenFile(pl.s.dev.Name, os.O_RDWR, 0)
+		must(t, err)
+		b := make([]byte, rules.nodeSize)
+		_, err = f.ReadAt(b, int64(pl.physical))
+		must(t, err)
+		at := bytes.Index(b, item)
+		if at < 0 || bytes.Contains(b[at+1:], item) {
+			t.Fatalf("the extent item is not once in the leaf at 0x%x", leaf)
+		}
+		b[at+inlineTypeAt] = 0xee
+		copy(b, rules.csum.sum(b[superCsumEnd:]))
+		_, err = f.WriteAt(b, int64(pl.physical))
+		must(t, err)
+		must(t, f.Close())
+	}
+
+	fs, err = Open(img)
+	must(t, err)
+	defer fs.Close()
+	_, _, err = fs.DataBackrefs(bytenr)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Logical != leaf || !strings.Contains(err.Error(), fmt.Sprintf("unknown inline backref type in data extent item (238) at logical 0x%x", leaf)) {
+		t.Fatalf("DataBackrefs of the corrupted item: %v, want a CorruptError at logical 0x%x", err, leaf)
+	}
+	t.Log(err)
 }

@@ -26,7 +26,7 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 	add := func(it Item) error {
 		first := it.Key.Offset
 		if first%ss != 0 || len(it.Data)%cs != 0 {
-			return &CorruptError{Reason: "misaligned csum item", Value: it.Key}
+			return &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
 		}
 		n := uint64(len(it.Data) / cs)
 		lo, hi := max(first, start), min(first+n*ss, end)
@@ -80,7 +80,7 @@ func (e *DataError) Unwrap() error { return e.Err }
 // ctx.FileOffset on (uncompressed data), which lets an error name the exact
 // file offset; otherwise it names ctx.FileOffset. When a sector is bad in
 // every copy and the view is the newest, it is read once more after
-// dropping the devices' cached pages (live block devices, see bdev.go); an
+// dropping the devices' cached windows (live block devices, see bdev.go); an
 // older view's failure is rather a moved block (live.go).
 func (fs *FS) readData(ctx DataContext, logical uint64, p []byte, linear bool) error {
 	err := fs.readDataCopies(ctx, logical, p, linear)
@@ -119,9 +119,6 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 	// Data without a checksum cannot show that it is stale: it is read
 	// past any cache, and only trusted while the view is the newest commit.
 	unsummed := slices.ContainsFunc(sums, func(s []byte) bool { return s == nil })
-	if unsummed {
-		fs.dropCachedRange(start, end-start, copies)
-	}
 	bad := make([]error, len(sums)) // per sector: why no good copy is in buf yet
 	for i := range bad {
 		bad[i] = errNotRead
@@ -138,7 +135,7 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 			for hi < len(bad) && bad[hi] != nil {
 				hi++
 			}
-			fixed, err := fs.readDataRun(buf[uint64(lo)*ss:uint64(hi)*ss], start+uint64(lo)*ss, m, sums[lo:hi], bad[lo:hi])
+			fixed, err := fs.readDataRun(buf[uint64(lo)*ss:uint64(hi)*ss], start+uint64(lo)*ss, m, unsummed, sums[lo:hi], bad[lo:hi])
 			if err != nil {
 				return fail(start+uint64(lo)*ss, err)
 			}
@@ -163,14 +160,15 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 }
 
 // readDataRun reads dst, sectors all bad so far, from copy mirror at
-// logical and checks each sector against sums. It updates bad (nil for a
+// logical (fresh: past any cache of ours) and checks each sector against
+// sums. It updates bad (nil for a
 // sector now good, else why not) and returns how many sectors became good.
 // A piece that cannot be read (a missing member, an I/O error) fails only
 // its sectors: another copy may have them.
-func (fs *FS) readDataRun(dst []byte, logical uint64, mirror int, sums [][]byte, bad []error) (int, error) {
+func (fs *FS) readDataRun(dst []byte, logical uint64, mirror int, fresh bool, sums [][]byte, bad []error) (int, error) {
 	ss := uint64(fs.Info().SectorSize)
 	readErrs := make([]error, len(bad))
-	err := fs.readPieces(dst, logical, mirror, func(off, n uint64, err error) error {
+	err := fs.readPieces(dst, logical, mirror, fresh, func(off, n uint64, err error) error {
 		for i := off / ss; i < (off+n)/ss; i++ {
 			readErrs[i] = err
 		}

@@ -118,11 +118,11 @@ func joinDevids(ids []uint64) string {
 // readStripe reads p at a physical place of chunk c. A stripe of a missing
 // member fails without I/O; a read error is logged (once per range) since
 // the caller reads around it from another copy or from parity.
-func (fs *FS) readStripe(c *chunk, pl place, p []byte) error {
+func (fs *FS) readStripe(c *chunk, pl place, p []byte, fresh bool) error {
 	if pl.s.dev == nil {
 		return lostStripes(c, []uint64{pl.s.devid})
 	}
-	err := fs.readPhysical(pl, p)
+	err := fs.readPhysical(pl, p, fresh)
 	if err != nil {
 		fs.readErrs.report(fs.opts.Log, pl, len(p), err)
 	}

@@ -42,6 +42,9 @@ type FS struct {
 	// warnings are problems that did not stop Open (see Warnings).
 	warnings []string
 	live     *liveState // shared by every view (live.go)
+
+	// backrefs answers the clone search for this view (backrefcache.go).
+	backrefs backrefCache
 }
 
 // Warnings lists what Open survived but a user should know: a primary
@@ -167,7 +170,7 @@ func openDevice(p string) (io.Closer, Device, error) {
 		f.Close()
 		return nil, Device{}, fmt.Errorf("%s: size: %w", p, err)
 	}
-	r, err := coherentReader(f)
+	r, err := coherentReader(f, size)
 	if err != nil {
 		f.Close()
 		return nil, Device{}, err

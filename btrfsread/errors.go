@@ -36,3 +36,15 @@ func (e *CorruptError) Error() string {
 	}
 	return msg
 }
+
+// named names the leaf it was read from in err, a parser's error about it:
+// the parsers see only the item's bytes, so their *CorruptError carries no
+// address.
+func (it Item) named(err error) error {
+	if ce, ok := err.(*CorruptError); ok && ce.Logical == 0 && it.Leaf != 0 {
+		named := *ce
+		named.Logical = it.Leaf
+		return &named
+	}
+	return err
+}

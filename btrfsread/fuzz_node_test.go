@@ -9,16 +9,16 @@ import (
 // and fsid are fixed up so that the fuzzer reaches the count and offset
 // checks; whatever parses must be safe to read through every accessor.
 func FuzzNode(f *testing.F) {
-	f.Add(buildLeaf(testRules, 4096, 1, []Item{{Key{1, 1, 0}, []byte("x")}, {Key{2, 1, 0}, []byte("yy")}}))
+	f.Add(buildLeaf(testRules, 4096, 1, []Item{{Key: Key{1, 1, 0}, Data: []byte("x")}, {Key: Key{2, 1, 0}, Data: []byte("yy")}}))
 	f.Add(buildNode(testRules, 4096, 1, 1, []keyPtr{{Key{1, 1, 0}, 8192, 1}, {Key{3, 1, 0}, 12288, 1}}))
 	// Leaves the tree checker reads item by item.
 	f.Add(buildLeaf(testRules, 4096, 1, []Item{
-		{Key{256, InodeItemKey, 0}, inodeWith(0o40755, 1, 0)},
-		{Key{256, DirItemKey, NameHash([]byte("f"))}, dirEntry(Key{257, InodeItemKey, 0}, 9, FtRegFile, "f", "")},
-		{Key{257, InodeItemKey, 0}, testInodeBytes()},
-		{Key{257, ExtentDataKey, 0}, regExtent(8192, 1<<20, 8192, 0, 8192)},
+		{Key: Key{256, InodeItemKey, 0}, Data: inodeWith(0o40755, 1, 0)},
+		{Key: Key{256, DirItemKey, NameHash([]byte("f"))}, Data: dirEntry(Key{257, InodeItemKey, 0}, 9, FtRegFile, "f", "")},
+		{Key: Key{257, InodeItemKey, 0}, Data: testInodeBytes()},
+		{Key: Key{257, ExtentDataKey, 0}, Data: regExtent(8192, 1<<20, 8192, 0, 8192)},
 	}))
-	f.Add(buildLeaf(testRules, 4096, 1, []Item{{Key{256, RootItemKey, 0}, testRootItemBytes(20)}}))
+	f.Add(buildLeaf(testRules, 4096, 1, []Item{{Key: Key{256, RootItemKey, 0}, Data: testRootItemBytes(20)}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b := make([]byte, testRules.nodeSize)
 		copy(b, data)

@@ -9,8 +9,28 @@ import (
 
 // inodeErr wraps err with the subvolume and inode it concerns.
 func (sv *Subvolume) inodeErr(ino uint64, what string, err error) error {
-	return fmt.Errorf("subvolume %d inode %d %s: %w", sv.ID, ino, what, err)
+	return &inodeError{subvol: sv.ID, ino: ino, what: what, err: err}
 }
+
+// inodeError is inodeErr's error, formatted only when printed: a send
+// looks up many names and inodes that are not there (ErrNotFound is an
+// answer, not a failure), and formatting each cost more than the lookup.
+type inodeError struct {
+	subvol, ino uint64
+	what        string
+	entry       []byte // for a directory entry: its name (what is unused)
+	err         error
+}
+
+func (e *inodeError) Error() string {
+	what := e.what
+	if e.entry != nil {
+		what = fmt.Sprintf("entry %q", e.entry)
+	}
+	return fmt.Sprintf("subvolume %d inode %d %s: %v", e.subvol, e.ino, what, e.err)
+}
+
+func (e *inodeError) Unwrap() error { return e.err }
 
 // Inode returns the inode item of ino, or ErrNotFound.
 func (sv *Subvolume) Inode(ino uint64) (InodeItem, error) {
@@ -20,7 +40,7 @@ func (sv *Subvolume) Inode(ino uint64) (InodeItem, error) {
 	}
 	inode, err := ParseInodeItem(it.Data)
 	if err != nil {
-		return InodeItem{}, sv.inodeErr(ino, "item", err)
+		return InodeItem{}, sv.inodeErr(ino, "item", it.named(err))
 	}
 	return inode, nil
 }
@@ -36,7 +56,7 @@ func (sv *Subvolume) Refs(ino uint64) ([]InodeRef, error) {
 	err := sv.walkItems(ino, InodeRefKey, InodeExtrefKey, func(it Item) error {
 		r, err := ParseInodeRefs(it.Key, it.Data)
 		refs = append(refs, r...)
-		return err
+		return it.named(err)
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "refs", err)
@@ -50,7 +70,7 @@ func (sv *Subvolume) ReadDir(ino uint64) ([]DirItem, error) {
 	err := sv.walkItems(ino, DirIndexKey, DirIndexKey, func(it Item) error {
 		d, err := ParseDirItems(it.Key, it.Data)
 		ents = append(ents, d...)
-		return err
+		return it.named(err)
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "directory", err)
@@ -65,6 +85,7 @@ func (sv *Subvolume) LookupName(dir uint64, name []byte) (DirItem, error) {
 	if err == nil {
 		var ents []DirItem
 		ents, err = ParseDirItems(it.Key, it.Data)
+		err = it.named(err)
 		for _, d := range ents {
 			if bytes.Equal(d.Name, name) {
 				return d, nil
@@ -74,7 +95,7 @@ func (sv *Subvolume) LookupName(dir uint64, name []byte) (DirItem, error) {
 			err = ErrNotFound
 		}
 	}
-	return DirItem{}, sv.inodeErr(dir, fmt.Sprintf("entry %q", name), err)
+	return DirItem{}, &inodeError{subvol: sv.ID, ino: dir, entry: bytes.Clone(name), err: err}
 }
 
 // Lookup resolves a slash-separated path from the subvolume root to an inode.
@@ -115,7 +136,7 @@ func (sv *Subvolume) Xattrs(ino uint64) ([]Xattr, error) {
 		for _, d := range ents {
 			xs = append(xs, Xattr{Name: d.Name, Value: d.Data})
 		}
-		return err
+		return it.named(err)
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "xattrs", err)
@@ -134,14 +155,14 @@ func (sv *Subvolume) Readlink(ino uint64) ([]byte, error) {
 		err = &CorruptError{Reason: "symlink target is not inline", Value: e.Type}
 	}
 	if err != nil {
-		return nil, sv.inodeErr(ino, "symlink target", err)
+		return nil, sv.inodeErr(ino, "symlink target", it.named(err))
 	}
 	target := make([]byte, e.RamBytes)
 	if err := sv.fs.ReadExtent(DataContext{Subvol: sv.ID, Ino: ino}, &e, target, 0); err != nil {
 		return nil, err
 	}
 	if err := checkLinkTarget(target); err != nil {
-		return nil, sv.inodeErr(ino, "symlink target", err)
+		return nil, sv.inodeErr(ino, "symlink target", it.named(err))
 	}
 	return target, nil
 }
@@ -168,7 +189,7 @@ func (sv *Subvolume) Extents(ino, from uint64, fn func(off uint64, e *FileExtent
 	case prev.Key.ObjectID == ino && prev.Key.Type == ExtentDataKey && prev.Key.Offset < from:
 		e, err := ParseFileExtent(prev.Data)
 		if err != nil {
-			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", prev.Key.Offset), err)
+			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", prev.Key.Offset), prev.named(err))
 		}
 		if prev.Key.Offset+e.Len() > from {
 			start = prev.Key.Offset
@@ -177,7 +198,7 @@ func (sv *Subvolume) Extents(ino, from uint64, fn func(off uint64, e *FileExtent
 	return t.Walk(Key{ino, ExtentDataKey, start}, Key{ino, ExtentDataKey, ^uint64(0)}, func(it Item) error {
 		e, err := ParseFileExtent(it.Data)
 		if err != nil {
-			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", it.Key.Offset), err)
+			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", it.Key.Offset), it.named(err))
 		}
 		return fn(it.Key.Offset, &e)
 	})

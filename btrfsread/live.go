@@ -197,8 +197,9 @@ func (fs *FS) newest() bool {
 	return l == nil || fs.sb.generation >= l.sb.generation
 }
 
-// dropCaches drops the cached pages of every member that is a block device
-// and reports whether there was one (else a re-read would change nothing).
+// dropCaches drops the cached windows of every member that is a block
+// device and reports whether there was one (else a re-read would change
+// nothing).
 func (fs *FS) dropCaches() bool {
 	dropped := false
 	for _, m := range fs.members {
@@ -208,26 +209,6 @@ func (fs *FS) dropCaches() bool {
 		}
 	}
 	return dropped
-}
-
-// dropCachedRange drops the cached pages behind the logical range
-// [logical, logical+n) on every copy, on members that are block devices.
-// Parity is not dropped: a stale stripe shows in the checksum of what it
-// rebuilds.
-func (fs *FS) dropCachedRange(logical, n uint64, copies int) {
-	for mirror := range copies {
-		for l, end := logical, logical+n; l < end; {
-			c := fs.chunks.find(l)
-			if c == nil || mirror >= c.copies() {
-				break
-			}
-			pl, got := c.locate(l-c.logical, min(end, c.end())-l, mirror)
-			if bd, ok := pl.s.dev.R.(*blockDevice); ok {
-				bd.dropRange(int64(pl.physical), int64(got))
-			}
-			l += got
-		}
-	}
 }
 
 // SameFilesystem reports whether fs and o are views of one opened

@@ -135,7 +135,7 @@ func (fs *FS) rebuildRAID56(c *chunk, p []byte, off uint64, mirror int) error {
 	var pq [2][]byte
 	tmp := make([]byte, len(p))
 	for _, j := range read {
-		if err := fs.readStripe(c, at(j), tmp); err != nil {
+		if err := fs.readStripe(c, at(j), tmp, false); err != nil {
 			return err
 		}
 		switch {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/google/uuid"
 )
@@ -27,6 +28,23 @@ func (sv *Subvolume) ReadOnly() bool { return sv.Root.Flags&RootSubvolReadOnly !
 
 // FS returns the filesystem the subvolume belongs to.
 func (sv *Subvolume) FS() *FS { return sv.fs }
+
+// String names the subvolume in messages and listings by its path from
+// the top level, as a user can type it back: quoted as a Go string when a
+// name on disk holds bytes that are not printable UTF-8 (a newline or an
+// invalid byte would break a line of output); the top level is
+// `<top level> (id 5)`.
+func (sv *Subvolume) String() string {
+	if sv.ID == FSTreeID {
+		return "<top level> (id 5)"
+	}
+	for _, r := range sv.Path {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return strconv.Quote(sv.Path)
+		}
+	}
+	return sv.Path
+}
 
 // Tree returns the tree with the given root id, found through its ROOT_ITEM.
 func (fs *FS) Tree(id uint64) (Tree, error) {
@@ -57,7 +75,7 @@ func (fs *FS) rootItem(id uint64) (RootItem, error) {
 	}
 	r, err := ParseRootItem(it.Data)
 	if err != nil {
-		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, err)
+		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, it.named(err))
 	}
 	return r, nil
 }
@@ -169,7 +187,7 @@ func (r *subvolResolver) link(sv *Subvolume, depth int) error {
 	}
 	ref, err := ParseRootRef(it.Data)
 	if err != nil {
-		return fmt.Errorf("subvolume %d backref: %w", sv.ID, err)
+		return fmt.Errorf("subvolume %d backref: %w", sv.ID, it.named(err))
 	}
 	parent, err := r.resolve(it.Key.Offset, depth+1)
 	if err != nil {
@@ -297,7 +315,7 @@ func (fs *FS) uuidTreeLookup(u UUID, typ uint8) ([]uint64, error) {
 		return nil, err
 	}
 	if len(it.Data)%8 != 0 {
-		return nil, &CorruptError{Reason: "uuid item size not a multiple of 8", Value: len(it.Data)}
+		return nil, &CorruptError{Logical: it.Leaf, Reason: "uuid item size not a multiple of 8", Value: len(it.Data)}
 	}
 	ids := make([]uint64, 0, len(it.Data)/8)
 	for b := it.Data; len(b) > 0; b = b[8:] {

@@ -142,3 +142,19 @@ func makeSubvolumes(t testing.TB, mnt string) {
 	noErr(t, os.Mkdir(p("recv"), 0o755))
 	run(t, "bash", "-c", fmt.Sprintf("btrfs send -q %q | btrfs receive -q %q", p("snaps/sub-1"), p("recv")))
 }
+
+func TestSubvolumeString(t *testing.T) {
+	for in, want := range map[string]string{
+		"snaps/a b":  "snaps/a b",
+		"snaps/été":  "snaps/été",
+		"a\nb":       `"a\nb"`,
+		"bad\xffutf": `"bad\xffutf"`,
+	} {
+		if got := (&Subvolume{ID: 256, Path: in}).String(); got != want {
+			t.Errorf("String of %q = %q, want %q", in, got, want)
+		}
+	}
+	if got := (&Subvolume{ID: FSTreeID}).String(); got != "<top level> (id 5)" {
+		t.Errorf("the top level is %q", got)
+	}
+}

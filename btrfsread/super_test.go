@@ -99,13 +99,13 @@ func buildImage(sb []byte) []byte {
 	img := make([]byte, synthSize)
 	copy(img[superOffsets[0]:], sb)
 	chunkLeaf := buildLeaf(testRules, synthChunkRoot, synthGen, []Item{
-		{Key{1, DevItemKey, 1}, synthDevItem()},
-		{Key{FirstChunkTreeObj, ChunkItemKey, synthChunk}, synthChunkItem()},
+		{Key: Key{1, DevItemKey, 1}, Data: synthDevItem()},
+		{Key: Key{FirstChunkTreeObj, ChunkItemKey, synthChunk}, Data: synthChunkItem()},
 	})
 	copy(img[synthChunkRoot:], chunkLeaf)
 	rootLeaf := buildLeaf(testRules, synthRoot, synthGen, []Item{
-		{Key{FSTreeID, RootItemKey, 0}, make([]byte, 439)},
-		{Key{RootTreeDirID, OrphanItemKey, 1}, []byte("dir")},
+		{Key: Key{FSTreeID, RootItemKey, 0}, Data: make([]byte, 439)},
+		{Key: Key{RootTreeDirID, OrphanItemKey, 1}, Data: []byte("dir")},
 	})
 	copy(img[synthRoot:], rootLeaf)
 	return img

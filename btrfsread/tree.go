@@ -7,6 +7,9 @@ import "errors"
 type Item struct {
 	Key  Key
 	Data []byte
+	// Leaf is the logical address of the leaf the item was read from (0 for
+	// an item not read from a tree block), for the errors about it.
+	Leaf uint64
 }
 
 // Tree is one B-tree, identified by its root block. A Tree value is cheap to
@@ -132,6 +135,7 @@ func (t Tree) Walk(from, to Key, fn func(Item) error) error {
 	}
 	leaf := &p[len(p)-1]
 	leaf.slot, _ = leaf.n.search(from)
+	var ahead *node // the leaves' parent whose next leaves are read ahead
 	for {
 		for ; leaf.slot < leaf.n.nritems; leaf.slot++ {
 			it := leaf.n.item(leaf.slot)
@@ -148,6 +152,12 @@ func (t Tree) Walk(from, to Key, fn func(Item) error) error {
 		more, err := t.nextLeaf(p, to)
 		if !more || err != nil {
 			return err
+		}
+		// A walk that goes on past its first leaf reads the parent's
+		// next leaves ahead (block devices only).
+		if parent := &p[len(p)-2]; parent.n != ahead {
+			ahead = parent.n
+			t.fs.readAheadLeaves(parent.n, parent.slot+1, to)
 		}
 	}
 }

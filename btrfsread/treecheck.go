@@ -11,7 +11,10 @@ import (
 // checksum (the next mirror is tried), so no read path (full or incremental
 // send, the tree comparison, backref walks) can meet an invalid item that
 // another path would have refused. The rules are listed in README.md
-// (Limits).
+// (Limits). Every parser the engine uses on an item runs here too, so a
+// parse error reaches the caller with the leaf's address; only the extent
+// tree's items (not checked here) are parsed first at their use, and
+// Item.named gives those errors the address.
 
 // isFSTree reports whether a tree id is a subvolume tree.
 func isFSTree(id uint64) bool {
@@ -61,7 +64,13 @@ func checkItem(n *node, r nodeRules, slot int, k, prev Key) error {
 	}
 	switch k.Type {
 	case ExtentDataKey:
-		return checkFileExtentItem(n, r, slot, k, prev)
+		if err := checkFileExtentItem(n, r, slot, k, prev); err != nil {
+			return err
+		}
+		// ParseFileExtent's own range checks, so that no later use of
+		// the item meets an error without the leaf's address.
+		_, err := ParseFileExtent(data)
+		return err
 	case DirItemKey, DirIndexKey, XattrItemKey:
 		return checkDirItems(k, data, r.nodeSize)
 	case InodeRefKey, InodeExtrefKey:

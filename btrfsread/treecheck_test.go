@@ -23,8 +23,8 @@ func inodeWith(mode, nlink uint32, flags uint64) []byte {
 // TestLeafChecker breaks each tree-checker rule once: the leaf must be
 // refused as corrupt, naming the rule; the valid leaf must pass.
 func TestLeafChecker(t *testing.T) {
-	inode := Item{Key{257, InodeItemKey, 0}, testInodeBytes()}
-	ext := func(off uint64, body []byte) Item { return Item{Key{257, ExtentDataKey, off}, body} }
+	inode := Item{Key: Key{257, InodeItemKey, 0}, Data: testInodeBytes()}
+	ext := func(off uint64, body []byte) Item { return Item{Key: Key{257, ExtentDataKey, off}, Data: body} }
 	good := regExtent(8192, 1<<20, 8192, 0, 8192)
 	withField := func(b []byte, at int, v byte) []byte {
 		c := append([]byte(nil), b...)
@@ -32,7 +32,7 @@ func TestLeafChecker(t *testing.T) {
 		return c
 	}
 	dir := func(loc Key) Item {
-		return Item{Key{256, DirItemKey, NameHash([]byte("f"))}, dirEntry(loc, 9, FtRegFile, "f", "")}
+		return Item{Key: Key{256, DirItemKey, NameHash([]byte("f"))}, Data: dirEntry(loc, 9, FtRegFile, "f", "")}
 	}
 	root := testRootItemBytes(20)
 	for _, c := range []struct {
@@ -53,24 +53,25 @@ func TestLeafChecker(t *testing.T) {
 		{"unaligned num_bytes", []Item{inode, ext(0, regExtent(8192, 1<<20, 8192, 0, 100))}, "num_bytes 100 not aligned"},
 		{"unaligned disk_bytenr", []Item{inode, ext(0, regExtent(8192, 1<<20+1, 8192, 0, 8192))}, "disk_bytenr"},
 		{"end overflow", []Item{inode, ext(4096, regExtent(8192, 1<<20, 8192, 0, ^uint64(4095)))}, "extent end overflows"},
+		{"range beyond ram_bytes", []Item{inode, ext(0, regExtent(8192, 1<<20, 8192, 4096, 8192))}, "extent range beyond ram_bytes"},
 		{"overlap", []Item{inode, ext(0, good), ext(4096, good)}, "previous extent ends at 8192"},
 		{"uncompressed inline size", []Item{inode, ext(0, append(fileExtentHead(9, CompressNone, ExtentInline), "abc"...))}, "uncompressed inline extent"},
-		{"previous objectid", []Item{inode, {Key{258, ExtentDataKey, 0}, good}}, "previous key objectid is 257"},
-		{"inode key offset", []Item{{Key{257, InodeItemKey, 1}, testInodeBytes()}}, "inode key offset 1"},
-		{"inode number", []Item{{Key{100, InodeItemKey, 0}, testInodeBytes()}}, "invalid inode number 100"},
-		{"inode size", []Item{{Key{257, InodeItemKey, 0}, testInodeBytes()[:150]}}, "inode item is 150 bytes"},
-		{"inode mode type", []Item{{Key{257, InodeItemKey, 0}, inodeWith(0o644, 1, 0)}}, "invalid mode"},
-		{"inode mode bits", []Item{{Key{257, InodeItemKey, 0}, inodeWith(0o1100644, 1, 0)}}, "invalid mode"},
-		{"directory nlink", []Item{{Key{257, InodeItemKey, 0}, inodeWith(0o40755, 2, 0)}}, "directory with nlink 2"},
-		{"inode flags", []Item{{Key{257, InodeItemKey, 0}, inodeWith(0o100644, 1, 1<<20)}}, "unknown inode flags"},
-		{"inode ro flags", []Item{{Key{257, InodeItemKey, 0}, inodeWith(0o100644, 1, 2<<32)}}, "unknown inode ro flags"},
-		{"dir location type", []Item{{Key{256, InodeItemKey, 0}, inodeWith(0o40755, 1, 0)}, dir(Key{258, 5, 0})}, "invalid location key type 5"},
-		{"dir location inode", []Item{{Key{256, InodeItemKey, 0}, inodeWith(0o40755, 1, 0)}, dir(Key{7, InodeItemKey, 0})}, "invalid inode number 7"},
-		{"dir location tree", []Item{{Key{256, InodeItemKey, 0}, inodeWith(0o40755, 1, 0)}, dir(Key{2, RootItemKey, 0})}, "location key names tree 2"},
-		{"root item size", []Item{{Key{256, RootItemKey, 0}, root[:300]}}, "root item is 300 bytes"},
-		{"root flags", []Item{{Key{256, RootItemKey, 0}, withField(root, 160+48+2, 1)}}, "unknown root flags"},
-		{"root bytenr", []Item{{Key{256, RootItemKey, 0}, withField(root, 160+16, 1)}}, "root bytenr"},
-		{"root drop level", []Item{{Key{256, RootItemKey, 0}, withField(root, 237, 9)}}, "drop level 9"},
+		{"previous objectid", []Item{inode, {Key: Key{258, ExtentDataKey, 0}, Data: good}}, "previous key objectid is 257"},
+		{"inode key offset", []Item{{Key: Key{257, InodeItemKey, 1}, Data: testInodeBytes()}}, "inode key offset 1"},
+		{"inode number", []Item{{Key: Key{100, InodeItemKey, 0}, Data: testInodeBytes()}}, "invalid inode number 100"},
+		{"inode size", []Item{{Key: Key{257, InodeItemKey, 0}, Data: testInodeBytes()[:150]}}, "inode item is 150 bytes"},
+		{"inode mode type", []Item{{Key: Key{257, InodeItemKey, 0}, Data: inodeWith(0o644, 1, 0)}}, "invalid mode"},
+		{"inode mode bits", []Item{{Key: Key{257, InodeItemKey, 0}, Data: inodeWith(0o1100644, 1, 0)}}, "invalid mode"},
+		{"directory nlink", []Item{{Key: Key{257, InodeItemKey, 0}, Data: inodeWith(0o40755, 2, 0)}}, "directory with nlink 2"},
+		{"inode flags", []Item{{Key: Key{257, InodeItemKey, 0}, Data: inodeWith(0o100644, 1, 1<<20)}}, "unknown inode flags"},
+		{"inode ro flags", []Item{{Key: Key{257, InodeItemKey, 0}, Data: inodeWith(0o100644, 1, 2<<32)}}, "unknown inode ro flags"},
+		{"dir location type", []Item{{Key: Key{256, InodeItemKey, 0}, Data: inodeWith(0o40755, 1, 0)}, dir(Key{258, 5, 0})}, "invalid location key type 5"},
+		{"dir location inode", []Item{{Key: Key{256, InodeItemKey, 0}, Data: inodeWith(0o40755, 1, 0)}, dir(Key{7, InodeItemKey, 0})}, "invalid inode number 7"},
+		{"dir location tree", []Item{{Key: Key{256, InodeItemKey, 0}, Data: inodeWith(0o40755, 1, 0)}, dir(Key{2, RootItemKey, 0})}, "location key names tree 2"},
+		{"root item size", []Item{{Key: Key{256, RootItemKey, 0}, Data: root[:300]}}, "root item is 300 bytes"},
+		{"root flags", []Item{{Key: Key{256, RootItemKey, 0}, Data: withField(root, 160+48+2, 1)}}, "unknown root flags"},
+		{"root bytenr", []Item{{Key: Key{256, RootItemKey, 0}, Data: withField(root, 160+16, 1)}}, "root bytenr"},
+		{"root drop level", []Item{{Key: Key{256, RootItemKey, 0}, Data: withField(root, 237, 9)}}, "drop level 9"},
 	} {
 		_, err := parseNode(buildLeaf(testRules, 4096, 7, c.items), 4096, testRules)
 		switch {

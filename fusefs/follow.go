@@ -96,7 +96,7 @@ func (r *Root) poll() error {
 	}
 	if len(added) > 0 || removed > 0 {
 		r.log.Info("subvolume list changed", "generation", gen, "snapshots", len(c.names), "new", len(added), "gone", removed)
-		go r.computeSizes(warmPairs(added), 1)
+		go r.computeSizes(warmPairs(added), 1, false)
 	}
 	return nil
 }

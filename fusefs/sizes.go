@@ -11,82 +11,86 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"sendfs/internal/lru"
+	"sendfs/sendgen"
 )
 
-// sizeCache remembers stream lengths by cache key: in memory for the mount,
-// and in one small file per key under dir so that the next mount knows them
-// at once. Concurrent requests for one key share a single computation, which
-// runs under the cache's own context so that one interrupted caller does not
-// cancel the others.
+// sizeCache remembers stream lengths by cache key: in an internal/lru
+// cache for the mount, and in one small file per key under dir so that the
+// next mount knows them at once. Concurrent requests for one key share a
+// single computation, which runs under the cache's own context so that one
+// interrupted caller does not cancel the others.
 type sizeCache struct {
-	ctx context.Context // the mount's lifetime
-	dir string          // "" keeps sizes in memory only
-	log *slog.Logger
+	ctx   context.Context // the mount's lifetime
+	dir   string          // "" keeps sizes in memory only
+	log   *slog.Logger
+	known *lru.Cache[string, int64]
+	prio  priority
 
 	mu      sync.Mutex
-	known   map[string]int64
-	pending map[string]*sizeCall
 	diskErr bool // a disk write failed already (logged once)
 }
 
-type sizeCall struct {
-	done chan struct{}
-	size int64
-	err  error
-}
+// A size in memory costs its key (about 300 bytes), the size and the
+// cache's bookkeeping: sizeEntryBytes each, so sizeCacheBytes keeps 32,768
+// streams (every pair of 180 snapshots). Past that the least recently used
+// are dropped: with a cache dir they are read back from disk, without one
+// they are counted again.
+const (
+	sizeEntryBytes = 512
+	sizeCacheBytes = 16 << 20
+)
 
 func newSizeCache(ctx context.Context, dir string, log *slog.Logger) *sizeCache {
-	return &sizeCache{ctx: ctx, dir: dir, log: log, known: map[string]int64{}, pending: map[string]*sizeCall{}}
+	entry := func(int64) int64 { return sizeEntryBytes }
+	return &sizeCache{ctx: ctx, dir: dir, log: log, known: lru.New[string](sizeCacheBytes, entry)}
 }
 
-// size returns the length of s, computing it at most once per key.
-func (c *sizeCache) size(ctx context.Context, s pairStream) (int64, error) {
+// size returns the length of s, computing it at most once per key at a
+// time. The computation runs on a goroutine of its own, so that a caller
+// whose ctx ends stops waiting without cancelling it for the others. An
+// urgent caller (a lookup) makes the computations nobody waits for pause
+// until it has its size.
+func (c *sizeCache) size(ctx context.Context, s pairStream, urgent bool) (int64, error) {
 	key := s.CacheKey()
-	c.mu.Lock()
-	if n, ok := c.known[key]; ok {
-		c.mu.Unlock()
-		return n, nil
+	if urgent {
+		defer c.prio.want(key)()
 	}
-	call, running := c.pending[key]
-	if !running {
-		call = &sizeCall{done: make(chan struct{})}
-		c.pending[key] = call
-		go c.compute(key, s, call)
+	type result struct {
+		n   int64
+		err error
 	}
-	c.mu.Unlock()
-
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.known.Get(key, func() (int64, error) { return c.compute(key, s) })
+		done <- result{n, err}
+	}()
 	select {
-	case <-call.done:
-		return call.size, call.err
+	case r := <-done:
+		return r.n, r.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 }
 
-func (c *sizeCache) compute(key string, s pairStream, call *sizeCall) {
-	n, ok := c.load(key)
-	if !ok {
-		n, call.err = countStream(c.ctx, s)
-		if call.err == nil {
-			c.store(key, n)
-		}
+// compute reads the size of key from disk, or counts it and stores it.
+func (c *sizeCache) compute(key string, s pairStream) (int64, error) {
+	if n, ok := c.load(key); ok {
+		return n, nil
 	}
-	call.size = n
-	c.mu.Lock()
-	if call.err == nil {
-		c.known[key] = n
+	pause := func(ctx context.Context) error { return c.prio.yield(ctx, key) }
+	n, err := countStream(sendgen.WithPause(c.ctx, pause), s)
+	if err == nil {
+		c.store(key, n)
 	}
-	delete(c.pending, key)
-	c.mu.Unlock()
-	close(call.done)
+	return n, err
 }
 
 // replace records n as the size under key, in memory and on disk: the
 // bytes generated under key had that length, whatever was cached before.
 func (c *sizeCache) replace(key string, n int64) {
-	c.mu.Lock()
-	c.known[key] = n
-	c.mu.Unlock()
+	c.known.Put(key, n)
 	c.store(key, n)
 }
 

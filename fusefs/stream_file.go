@@ -53,7 +53,7 @@ func (r *Root) newStreamFile(ctx context.Context, child, parent *snapshot) (node
 	if err == nil {
 		f.key = s.CacheKey()
 		var n int64
-		n, err = r.sizes.size(ctx, s)
+		n, err = r.sizes.size(ctx, s, true)
 		f.size.Store(n)
 	}
 	switch {

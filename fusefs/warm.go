@@ -18,7 +18,7 @@ const warmParents = 4
 func (r *Root) Warm(workers int) {
 	start := time.Now()
 	pairs := warmPairs(r.catalog().names)
-	failed := r.computeSizes(pairs, workers)
+	failed := r.computeSizes(pairs, workers, false)
 	if r.ctx.Err() != nil {
 		return
 	}
@@ -45,18 +45,20 @@ func warmPairs(snaps []*snapshot) []pair {
 }
 
 // prefetchFrom starts computing the sizes of the streams a from/ listing
-// shows, in parallel: the READDIRPLUS that follows looks them up one by one.
+// shows, in parallel and as urgent: the READDIRPLUS that follows looks them
+// up one by one.
 func (r *Root) prefetchFrom(s *snapshot) {
 	pairs := make([]pair, 0, len(s.related))
 	for _, p := range s.related {
 		pairs = append(pairs, pair{child: s, parent: p})
 	}
-	go r.computeSizes(pairs, runtime.NumCPU())
+	go r.computeSizes(pairs, runtime.NumCPU(), true)
 }
 
 // computeSizes sizes pairs on workers goroutines and returns how many
-// failed (each failure is logged).
-func (r *Root) computeSizes(pairs []pair, workers int) int {
+// failed (each failure is logged). Unless urgent, they pause while a
+// lookup waits for another size.
+func (r *Root) computeSizes(pairs []pair, workers int, urgent bool) int {
 	jobs := make(chan pair)
 	var mu sync.Mutex
 	failed := 0
@@ -64,7 +66,7 @@ func (r *Root) computeSizes(pairs []pair, workers int) int {
 	for range max(workers, 1) {
 		wg.Go(func() {
 			for p := range jobs {
-				if err := r.computeSize(p); err != nil && r.ctx.Err() == nil {
+				if err := r.computeSize(p, urgent); err != nil && r.ctx.Err() == nil {
 					mu.Lock()
 					failed++
 					mu.Unlock()
@@ -85,17 +87,22 @@ func (r *Root) computeSizes(pairs []pair, workers int) int {
 
 // computeSize sizes one pair, holding one of the root's slots so that
 // background sizing never runs on more goroutines than there are CPUs, however
-// many from/ listings start it at once.
-func (r *Root) computeSize(p pair) error {
-	select {
-	case r.slots <- struct{}{}:
-		defer func() { <-r.slots }()
-	case <-r.ctx.Done():
-		return r.ctx.Err()
-	}
+// many from/ listings start it at once. An urgent pair counts as waited for
+// while it waits for its slot too, so that background sizes holding the
+// slots pause for it.
+func (r *Root) computeSize(p pair, urgent bool) error {
 	s, err := r.openPair(p)
 	if err == nil {
-		_, err = r.sizes.size(r.ctx, s)
+		if urgent {
+			defer r.sizes.prio.want(s.CacheKey())()
+		}
+		select {
+		case r.slots <- struct{}{}:
+			defer func() { <-r.slots }()
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+		_, err = r.sizes.size(r.ctx, s, urgent)
 	}
 	if err != nil && r.ctx.Err() == nil {
 		r.logSizeFailure(p.label(), err)

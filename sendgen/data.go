@@ -65,7 +65,7 @@ func readMoved(ref *DataRef, v *btrfsread.FS, p []byte) error {
 		return nil
 	}
 	if err == nil || errors.Is(err, io.EOF) {
-		err = fmt.Errorf("subvolume %s inode %d is shorter than %d bytes at a newer commit", subvolName(sv), ref.Ino, ref.FileOffset+uint64(len(p)))
+		err = fmt.Errorf("subvolume %s inode %d is shorter than %d bytes at a newer commit", sv, ref.Ino, ref.FileOffset+uint64(len(p)))
 	}
 	return err
 }

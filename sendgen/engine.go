@@ -26,6 +26,10 @@ type sendCtx struct {
 	parent *btrfsread.Subvolume   // nil for a full send
 	roots  []*btrfsread.Subvolume // clone roots, once known (cloneRoots)
 	cmd    Command
+	// inodes holds the inode items read so far (shared with ns).
+	inodes *inodeCache
+	// rootNames tells which orphan names are free (orphanName).
+	rootNames rootNames
 
 	sectorSize uint64
 
@@ -40,6 +44,8 @@ type sendCtx struct {
 	curNextWriteOffset uint64
 	// curInodePath caches the current inode's path (nil: not known).
 	curInodePath []byte
+	// curXattrs: an xattr item of the current inode was reported.
+	curXattrs bool
 	// curOrphanized holds the inodes the current inode's new names have
 	// orphanized so far: until then they still stand under their old
 	// names, although the send tree gives those names to the current inode.
@@ -75,7 +81,9 @@ type inoGen struct{ ino, gen uint64 }
 
 // run is the engine entry point (see the emitter contract).
 func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, out emitter) error {
+	inodes := &inodeCache{}
 	s := &sendCtx{
+		inodes:          inodes,
 		ctx:             ctx,
 		out:             out,
 		opts:            opts,
@@ -86,7 +94,7 @@ func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, 
 		waitingDirMoves: map[uint64]*waitingDirMove{},
 		orphanDirs:      map[inoGen]*orphanDirInfo{},
 		curOrphanized:   map[inoGen]bool{},
-		ns:              newNamespace(child, parent),
+		ns:              newNamespace(child, parent, inodes),
 		expect:          map[string]inoGen{},
 	}
 	s.dirUtimes.init()
@@ -199,6 +207,7 @@ func (s *sendCtx) changed(c btrfsread.Change) error {
 	case btrfsread.InodeRefKey, btrfsread.InodeExtrefKey:
 		return s.changedRef(c)
 	case btrfsread.XattrItemKey:
+		s.curXattrs = true
 		return s.changedXattr(c)
 	case btrfsread.ExtentDataKey:
 		return s.changedExtent(c)
@@ -238,6 +247,7 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 	s.curNextWriteOffset = 0
 	s.ignore = false
 	s.curInodePath = nil
+	s.curXattrs = false
 	clear(s.curOrphanized)
 	clear(s.expect)
 	s.sendProgress = s.curIno
@@ -254,6 +264,9 @@ func (s *sendCtx) changedInode(c btrfsread.Change) error {
 			return err
 		}
 	}
+	// The items in hand are the ones the rest of the inode's work asks for.
+	s.inodes.put(s.send, s.curIno, left, c.Left != nil)
+	s.inodes.put(s.parent, s.curIno, right, c.Right != nil)
 	setFrom := func(ii *btrfsread.InodeItem, isNew bool) {
 		s.curGen = ii.Generation
 		s.curNew = isNew
@@ -348,9 +361,9 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 	if !atEnd && next.ObjectID == s.curIno {
 		return nil
 	}
-	left, err := s.send.Inode(s.curIno)
+	left, err := s.inodes.item(s.send, s.curIno)
 	if err != nil {
-		return fmt.Errorf("inode %d: %w", s.curIno, err)
+		return err
 	}
 	isLink := isSymlink(s.curMode)
 	needChown, needChmod, needFileattr, needTruncate := false, false, false, true
@@ -361,9 +374,9 @@ func (s *sendCtx) finishInodeBody(atEnd bool, next btrfsread.Key) error {
 			needTruncate = false
 		}
 	} else {
-		right, err := s.parent.Inode(s.curIno)
+		right, err := s.inodes.item(s.parent, s.curIno)
 		if err != nil {
-			return fmt.Errorf("inode %d in parent: %w", s.curIno, err)
+			return err
 		}
 		if isRegular(s.curMode) && s.curSize > right.Size {
 			if err := s.sendGrownTail(right.Size); err != nil {
@@ -477,7 +490,10 @@ func (s *sendCtx) emit() error {
 
 // expectPath notes that path names (ino, gen) at the receiver now.
 func (s *sendCtx) expectPath(path []byte, ino, gen uint64) {
-	s.expect[string(path)] = inoGen{ino, gen}
+	id := inoGen{ino, gen}
+	if cur, ok := s.expect[string(path)]; !ok || cur != id { // most are repeats: no key to copy
+		s.expect[string(path)] = id
+	}
 }
 
 // File type helpers on st_mode.

@@ -63,6 +63,15 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 		return nil, nil
 	}
 	roots := s.cloneRoots()
+	if len(roots) == 1 {
+		// A full send without clone sources: most extents have one
+		// reference, ours, which one search of the extent tree tells
+		// without reading (and caching) the backrefs.
+		refs, err := s.send.FS().ExtentRefs(fe.DiskBytenr)
+		if notFound(err) || err == nil && refs == 1 {
+			return nil, nil
+		}
+	}
 	refs, brs, err := s.send.FS().DataBackrefs(fe.DiskBytenr)
 	if notFound(err) {
 		return nil, nil
@@ -134,31 +143,21 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 			cands = append(cands, candidateItem{root: root, ino: ino, key: key, fe: *fe})
 		}
 	}
+	shared, err := s.sharedItems(bytenr, brs)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range shared {
+		for _, root := range roots {
+			if ok, err := s.hasExtentItem(root, it.Key, &it.Extent); err != nil {
+				return nil, err
+			} else if ok {
+				add(root, it.Key.ObjectID, it.Key.Offset, &it.Extent)
+			}
+		}
+	}
 	for _, br := range brs {
 		if br.Parent != 0 {
-			items, err := s.send.FS().LeafItems(br.Parent)
-			if err != nil {
-				return nil, err
-			}
-			for _, it := range items {
-				if it.Key.Type != btrfsread.ExtentDataKey {
-					continue
-				}
-				fe, err := btrfsread.ParseFileExtent(it.Data)
-				if err != nil {
-					return nil, fmt.Errorf("extent item %v in the leaf at logical %d: %w", it.Key, br.Parent, err)
-				}
-				if fe.Type == btrfsread.ExtentInline || fe.DiskBytenr != bytenr {
-					continue
-				}
-				for _, root := range roots {
-					if ok, err := s.hasExtentItem(root, it.Key, &fe); err != nil {
-						return nil, err
-					} else if ok {
-						add(root, it.Key.ObjectID, it.Key.Offset, &fe)
-					}
-				}
-			}
 			continue
 		}
 		// A direct ref names (ino, file offset - data offset); the same
@@ -205,6 +204,38 @@ func (s *sendCtx) cloneCandidates(roots []*btrfsread.Subvolume, bytenr uint64, b
 		return cmp.Compare(b.key, a.key)
 	})
 	return cands, nil
+}
+
+// sharedItems returns the file extent items pointing to the extent at
+// bytenr in the leaves its shared backrefs name, each distinct item once:
+// those leaves are often versions of one leaf kept by many snapshots, and
+// an item is looked up in each clone root only once.
+func (s *sendCtx) sharedItems(bytenr uint64, brs []btrfsread.DataBackref) ([]btrfsread.LeafFileExtent, error) {
+	type itemID struct {
+		key              btrfsread.Key
+		offset, numBytes uint64
+	}
+	var out []btrfsread.LeafFileExtent
+	seen := map[itemID]bool{}
+	for _, br := range brs {
+		if br.Parent == 0 {
+			continue
+		}
+		leaf, err := s.send.FS().LeafFileExtents(br.Parent)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range btrfsread.ExtentsAt(leaf, bytenr) {
+			// hasExtentItem compares these: items equal in them are
+			// the same candidate.
+			id := itemID{it.Key, it.Extent.Offset, it.Extent.NumBytes}
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, it)
+			}
+		}
+	}
+	return out, nil
 }
 
 // maxExtentSpan bounds how far past a backref's offset its items can start:
@@ -365,12 +396,12 @@ func (s *sendCtx) inodePath(root *btrfsread.Subvolume, ino uint64) ([]byte, erro
 		if depth > maxPathDepth {
 			return nil, errDirLoop(ino)
 		}
-		dir, _, name, err := s.firstRef(root, ino)
+		ref, err := s.firstRef(root, ino)
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, name)
-		ino = dir
+		comps = append(comps, ref.name)
+		ino = ref.parent
 	}
 	var p []byte
 	for i := len(comps) - 1; i >= 0; i-- {

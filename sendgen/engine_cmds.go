@@ -75,9 +75,9 @@ func (s *sendCtx) sendChown(ino, gen uint64, uid, gid uint32) error {
 
 // sendUtimes sends the times the inode has in the send tree.
 func (s *sendCtx) sendUtimes(ino, gen uint64) error {
-	ii, err := s.send.Inode(ino)
+	ii, err := s.inodes.item(s.send, ino)
 	if err != nil {
-		return fmt.Errorf("inode %d: %w", ino, err)
+		return err
 	}
 	c, err := s.beginForInode(CmdUtimes, ino, gen)
 	if err != nil {
@@ -193,9 +193,9 @@ func (s *sendCtx) sendEncodedWrite(extOff uint64, fe *btrfsread.FileExtent, offs
 func (s *sendCtx) sendCreateInode(ino uint64) error {
 	gen, mode, rdev := s.curGen, s.curMode, s.curRdev
 	if ino != s.curIno {
-		ii, err := s.send.Inode(ino)
+		ii, err := s.inodes.item(s.send, ino)
 		if err != nil {
-			return fmt.Errorf("inode %d: %w", ino, err)
+			return err
 		}
 		gen, mode, rdev = ii.Generation, uint64(ii.Mode), ii.Rdev
 	}
@@ -358,8 +358,12 @@ func (s *sendCtx) processAllNewXattrs() error {
 
 // sendCapabilities re-sends security.capability after CHOWN. It runs for
 // every inode sent, so it looks the one name up by its hash instead of
-// reading all xattrs.
+// reading all xattrs; a full send, which has seen every item of the inode
+// by now, looks only when the inode has xattrs.
 func (s *sendCtx) sendCapabilities() error {
+	if s.parent == nil && !s.curXattrs {
+		return nil
+	}
 	k := btrfsread.Key{ObjectID: s.curIno, Type: btrfsread.XattrItemKey, Offset: btrfsread.NameHash([]byte(xattrCaps))}
 	it, err := s.send.Tree().Search(k)
 	if notFound(err) {

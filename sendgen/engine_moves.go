@@ -98,18 +98,18 @@ func (s *sendCtx) waitForParentMove(ref *recordedRef, isOrphan bool) (bool, erro
 				return true, nil
 			}
 		}
-		afterDir, afterGen, afterName, err := s.firstRef(s.send, ino)
+		after, err := s.firstRef(s.send, ino)
 		if err != nil {
 			return false, err
 		}
-		beforeDir, _, beforeName, err := s.firstRef(s.parent, ino)
+		before, err := s.firstRef(s.parent, ino)
 		if notFound(err) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		if ino > s.curIno && (beforeDir != afterDir || !bytes.Equal(beforeName, afterName)) {
+		if ino > s.curIno && (before.parent != after.parent || !bytes.Equal(before.name, after.name)) {
 			parentGen, ok, err := s.inodeGenIfExists(s.parent, ino)
 			if err != nil {
 				return false, err
@@ -119,7 +119,7 @@ func (s *sendCtx) waitForParentMove(ref *recordedRef, isOrphan bool) (bool, erro
 				return true, nil
 			}
 		}
-		ino, inoGen = afterDir, afterGen
+		ino, inoGen = after.parent, after.parentGen
 	}
 	return false, nil
 }
@@ -136,12 +136,12 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 		if _, ok := s.orphanDirs[inoGen{ino, gen}]; ok {
 			break
 		}
-		var parent, parentGen uint64
+		var step pathStep
 		if wdm := s.waitingDirMoves[ino]; wdm != nil {
 			if ancestor == 0 {
 				ancestor = ino
 			}
-			parent, parentGen, _, err = s.firstRef(s.parent, ino)
+			step, err = s.firstRef(s.parent, ino)
 			if wdm.orphanized && notFound(err) {
 				// Past the kernel, which fails here with ENOENT: a new
 				// directory waiting under its orphan name stands in the
@@ -150,23 +150,21 @@ func (s *sendCtx) pathLoop(ino, gen uint64) (loop bool, ancestor uint64, err err
 				break
 			}
 		} else {
-			var step pathStep
 			step, err = s.curNameAndParent(ino, gen)
 			if err == nil && step.orphan {
 				break
 			}
-			parent, parentGen = step.parent, step.parentGen
 		}
 		if err != nil {
 			return false, 0, err
 		}
-		if parent == start {
+		if step.parent == start {
 			if ancestor == 0 {
 				ancestor = ino
 			}
 			return true, ancestor, nil
 		}
-		ino, gen = parent, parentGen
+		ino, gen = step.parent, step.parentGen
 	}
 	return false, ancestor, nil
 }
@@ -186,16 +184,15 @@ func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	if isOrphan {
 		from, err = s.orphanName(pm.ino, pm.gen)
 	} else {
-		var dir, dirGen uint64
-		var name []byte
-		if dir, dirGen, name, err = s.firstRef(s.parent, pm.ino); err != nil {
+		var ref pathStep
+		if ref, err = s.firstRef(s.parent, pm.ino); err != nil {
 			return err
 		}
 		var dirPath []byte
-		if dirPath, err = s.curPath(dir, dirGen); err != nil {
+		if dirPath, err = s.curPath(ref.parent, ref.parentGen); err != nil {
 			return err
 		}
-		from = joinPath(dirPath, name)
+		from = joinPath(dirPath, ref.name)
 	}
 	if err != nil {
 		return err

@@ -24,29 +24,13 @@ const (
 // inodeInfo returns ino's inode item in root, with ok false when it does not
 // exist there.
 func (s *sendCtx) inodeInfo(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
-	if root == nil {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	ii, err := root.Inode(ino)
-	if notFound(err) {
-		return btrfsread.InodeItem{}, false, nil
-	}
-	if err != nil {
-		return ii, false, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, err)
-	}
-	return ii, true, nil
+	return s.inodes.get(root, ino)
 }
 
 // inodeGen returns ino's generation in root; a missing inode is an error.
 func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
-	ii, ok, err := s.inodeInfo(root, ino)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, fmt.Errorf("inode %d of subvolume %d: %w", ino, root.ID, btrfsread.ErrNotFound)
-	}
-	return ii.Generation, nil
+	ii, err := s.inodes.item(root, ino)
+	return ii.Generation, err
 }
 
 // inodeStatus is what curInodeState finds of (ino, gen): its state at the
@@ -110,21 +94,21 @@ func (s *sendCtx) inodeExists(ino, gen uint64) (inodeStatus, error) {
 	return s.curInodeState(ino, gen)
 }
 
-// firstRef returns the first name of ino in root: its parent directory, that
-// directory's generation, and the name.
-func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (dir, dirGen uint64, name []byte, err error) {
-	refs, err := root.Refs(ino)
+// firstRef returns the first name of ino in root, with its parent directory
+// and that directory's generation.
+func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (pathStep, error) {
+	refs, err := s.inodes.refs(root, ino)
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
+		return pathStep{}, fmt.Errorf("names of inode %d in subvolume %d: %w", ino, root.ID, err)
 	}
 	if len(refs) == 0 {
-		return 0, 0, nil, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
+		return pathStep{}, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
 	}
-	dirGen, err = s.inodeGen(root, refs[0].Parent)
+	dirGen, err := s.inodeGen(root, refs[0].Parent)
 	if err != nil {
-		return 0, 0, nil, err
+		return pathStep{}, err
 	}
-	return refs[0].Parent, dirGen, refs[0].Name, nil
+	return pathStep{name: refs[0].Name, parent: refs[0].Parent, parentGen: dirGen}, nil
 }
 
 // lookupDirItemInode returns the inode behind name in dir of root; ok is false
@@ -147,56 +131,129 @@ func (s *sendCtx) lookupDirItemInode(root *btrfsread.Subvolume, dir uint64, name
 // o<ino>-<gen>-<idx>.
 func (s *sendCtx) orphanName(ino, gen uint64) ([]byte, error) {
 	for idx := uint64(0); ; idx++ {
-		name := []byte("o" + strconv.FormatUint(ino, 10) + "-" + strconv.FormatUint(gen, 10) + "-" + strconv.FormatUint(idx, 10))
-		taken := false
-		for _, root := range []*btrfsread.Subvolume{s.send, s.parent} {
-			if root == nil {
-				continue
-			}
-			_, err := root.LookupName(btrfsread.FirstFreeObjectID, name)
-			if err == nil {
-				taken = true
-				break
-			}
-			if !notFound(err) {
-				return nil, err
-			}
-		}
-		if !taken {
-			return name, nil
+		name := make([]byte, 0, 64)
+		name = append(strconv.AppendUint(append(name, 'o'), ino, 10), '-')
+		name = append(strconv.AppendUint(name, gen, 10), '-')
+		name = strconv.AppendUint(name, idx, 10)
+		taken, err := s.rootNames.taken(s, name)
+		if err != nil || !taken {
+			return name, err
 		}
 	}
+}
+
+// rootNames answers orphanName's question, whether a name is taken in the
+// root directory of either tree. The first orphan names are looked up one
+// by one; a send that needs more (a full send needs one per inode) reads
+// the names of both root directories once, unless they are large.
+type rootNames struct {
+	lookups int
+	read    bool            // the names were read, or found too many to read
+	names   map[string]bool // the names, when read
+}
+
+const (
+	// rootNamesAfter is how many lookups come before the names are read.
+	rootNamesAfter = 64
+	// rootNamesMax bounds the names read, as the root directories' sizes
+	// count them (twice their bytes).
+	rootNamesMax = 1 << 20
+)
+
+func (r *rootNames) taken(s *sendCtx, name []byte) (bool, error) {
+	if r.names != nil {
+		return r.names[string(name)], nil
+	}
+	if r.lookups++; r.lookups > rootNamesAfter && !r.read {
+		r.read = true
+		names, err := s.readRootNames()
+		if err != nil {
+			return false, err
+		}
+		if r.names = names; names != nil {
+			return names[string(name)], nil
+		}
+	}
+	for _, root := range []*btrfsread.Subvolume{s.send, s.parent} {
+		if root == nil {
+			continue
+		}
+		_, err := root.LookupName(btrfsread.FirstFreeObjectID, name)
+		if err == nil || !notFound(err) {
+			return err == nil, err
+		}
+	}
+	return false, nil
+}
+
+// readRootNames returns the entries of both root directories, or nil when
+// they are larger than rootNamesMax.
+func (s *sendCtx) readRootNames() (map[string]bool, error) {
+	roots := []*btrfsread.Subvolume{s.send}
+	if s.parent != nil {
+		roots = append(roots, s.parent)
+	}
+	var size uint64
+	for _, root := range roots {
+		ii, err := s.inodes.item(root, btrfsread.FirstFreeObjectID)
+		if err != nil {
+			return nil, err
+		}
+		size += ii.Size
+	}
+	if size > rootNamesMax {
+		return nil, nil
+	}
+	names := map[string]bool{}
+	for _, root := range roots {
+		ents, err := root.ReadDir(btrfsread.FirstFreeObjectID)
+		if err != nil && !notFound(err) {
+			return nil, err
+		}
+		for _, e := range ents {
+			names[string(e.Name)] = true
+		}
+	}
+	return names, nil
+}
+
+// nameHolder is the inode that holds a name in the parent tree
+// (willOverwriteRef); found is false when no inode that matters holds it.
+type nameHolder struct {
+	who   inoGen
+	mode  uint64
+	found bool
 }
 
 // willOverwriteRef reports whether the new name (dir, name) is taken in the
 // parent tree by an inode that has not been processed yet (or whose move is
 // pending), returning that inode.
-func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (who inoGen, whoMode uint64, ok bool, err error) {
+func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (nameHolder, error) {
 	if s.parent == nil {
-		return who, 0, false, nil
+		return nameHolder{}, nil
 	}
 	st, err := s.inodeExists(dir, dirGen)
 	if err != nil || !st.exists() {
-		return who, 0, false, err
+		return nameHolder{}, err
 	}
 	if dir != btrfsread.FirstFreeObjectID && st.parentGen != dirGen {
-		return who, 0, false, nil
+		return nameHolder{}, nil
 	}
 	other, found, err := s.lookupDirItemInode(s.parent, dir, name)
 	if err != nil || !found {
-		return who, 0, false, err
+		return nameHolder{}, err
 	}
 	if _, waiting := s.waitingDirMoves[other]; other > s.sendProgress || waiting {
 		ii, ok, err := s.inodeInfo(s.parent, other)
 		if err != nil {
-			return who, 0, false, err
+			return nameHolder{}, err
 		}
 		if !ok {
-			return who, 0, false, fmt.Errorf("directory entry %q of inode %d points to missing inode %d", name, dir, other)
+			return nameHolder{}, fmt.Errorf("directory entry %q of inode %d points to missing inode %d", name, dir, other)
 		}
-		return inoGen{other, ii.Generation}, uint64(ii.Mode), true, nil
+		return nameHolder{who: inoGen{other, ii.Generation}, mode: uint64(ii.Mode), found: true}, nil
 	}
-	return who, 0, false, nil
+	return nameHolder{}, nil
 }
 
 // didOverwriteRef reports whether the old name (dir, name) of ino was taken
@@ -250,16 +307,17 @@ func (s *sendCtx) didOverwriteFirstRef(ino, gen uint64) (bool, error) {
 	if s.parent == nil {
 		return false, nil
 	}
-	dir, dirGen, name, err := s.firstRef(s.parent, ino)
+	ref, err := s.firstRef(s.parent, ino)
 	if err != nil {
 		return false, err
 	}
-	return s.didOverwriteRef(dir, dirGen, ino, gen, name)
+	return s.didOverwriteRef(ref.parent, ref.parentGen, ino, gen, ref.name)
 }
 
-// pathStep is one step of a path walk: an inode's current name at the
-// receiver and its parent directory; orphan means the name is an orphan
-// name in the subvolume root (the walk stops there).
+// pathStep is one step of a path walk: a name of an inode and its parent
+// directory (for curNameAndParent, the name at the receiver now); orphan
+// means the name is an orphan name in the subvolume root (the walk stops
+// there).
 type pathStep struct {
 	name              []byte
 	parent, parentGen uint64
@@ -283,18 +341,18 @@ func (s *sendCtx) curNameAndParent(ino, gen uint64) (pathStep, error) {
 	if ino < s.sendProgress {
 		root = s.send
 	}
-	parent, parentGen, name, err := s.firstRef(root, ino)
+	ref, err := s.firstRef(root, ino)
 	if err != nil {
 		return pathStep{}, err
 	}
-	over, err := s.didOverwriteRef(parent, parentGen, ino, gen, name)
+	over, err := s.didOverwriteRef(ref.parent, ref.parentGen, ino, gen, ref.name)
 	if err != nil {
 		return pathStep{}, err
 	}
 	if over {
 		return orphan()
 	}
-	return pathStep{name: name, parent: parent, parentGen: parentGen}, nil
+	return ref, nil
 }
 
 // maxPathDepth bounds path walks: a loop in corrupt metadata or an engine bug
@@ -344,28 +402,24 @@ func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 			comps = append(comps, name)
 			break
 		}
-		var name []byte
-		var parent, parentGen uint64
-		stop := false
+		var step pathStep
 		var err error
 		if wdm := s.waitingDirMoves[ino]; wdm != nil && wdm.orphanized {
-			name, err = s.orphanName(ino, gen)
-			stop = true
+			step.name, err = s.orphanName(ino, gen)
+			step.orphan = true
 		} else if wdm != nil {
-			parent, parentGen, name, err = s.firstRef(s.parent, ino)
+			step, err = s.firstRef(s.parent, ino)
 		} else {
-			var step pathStep
 			step, err = s.curNameAndParent(ino, gen)
-			name, parent, parentGen, stop = step.name, step.parent, step.parentGen, step.orphan
 		}
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, name)
-		if stop {
+		comps = append(comps, step.name)
+		if step.orphan {
 			break
 		}
-		ino, gen = parent, parentGen
+		ino, gen = step.parent, step.parentGen
 	}
 	n := 0
 	for _, c := range comps {
@@ -383,11 +437,11 @@ func (s *sendCtx) computePath(ino, gen uint64) ([]byte, error) {
 
 // isFirstRef reports whether (dir, name) is ino's first name in root.
 func (s *sendCtx) isFirstRef(root *btrfsread.Subvolume, ino, dir uint64, name []byte) (bool, error) {
-	d, _, n, err := s.firstRef(root, ino)
+	ref, err := s.firstRef(root, ino)
 	if err != nil {
 		return false, err
 	}
-	return d == dir && bytes.Equal(n, name), nil
+	return ref.parent == dir && bytes.Equal(ref.name, name), nil
 }
 
 // checkInoInPath reports whether ino1 is ino2 or one of its ancestors (by
@@ -401,14 +455,14 @@ func (s *sendCtx) checkInoInPath(root *btrfsread.Subvolume, ino1, gen1, ino2, ge
 		if depth > maxPathDepth {
 			return false, errDirLoop(ino2)
 		}
-		parent, parentGen, _, err := s.firstRef(root, ino)
+		ref, err := s.firstRef(root, ino)
 		if err != nil {
 			return false, err
 		}
-		if parent == ino1 {
-			return parentGen == gen1, nil
+		if ref.parent == ino1 {
+			return ref.parentGen == gen1, nil
 		}
-		ino = parent
+		ino = ref.parent
 	}
 	return false, nil
 }

@@ -3,7 +3,6 @@ package sendgen
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 
 	"sendfs/btrfsread"
 )
@@ -22,26 +21,28 @@ func (r *recordedRef) name() []byte { return baseName(r.path) }
 // (dir, dirGen, name) so that a name present on both sides cancels out.
 type refList struct {
 	refs  []*recordedRef // nil entries were cancelled
-	index map[string]int
+	index map[refID]int
 	live  int
 }
 
-func refKey(dir, dirGen uint64, name []byte) string {
-	return strconv.FormatUint(dir, 10) + "/" + strconv.FormatUint(dirGen, 10) + "/" + string(name)
+// refID is a ref's identity: directory, its generation, name.
+type refID struct {
+	dir, dirGen uint64
+	name        string
 }
 
 func (l *refList) add(r *recordedRef) {
 	if l.index == nil {
-		l.index = map[string]int{}
+		l.index = map[refID]int{}
 	}
-	l.index[refKey(r.dir, r.dirGen, r.name())] = len(l.refs)
+	l.index[refID{r.dir, r.dirGen, string(r.name())}] = len(l.refs)
 	l.refs = append(l.refs, r)
 	l.live++
 }
 
 // remove drops the ref with that identity, reporting whether it existed.
 func (l *refList) remove(dir, dirGen uint64, name []byte) bool {
-	k := refKey(dir, dirGen, name)
+	k := refID{dir, dirGen, string(name)}
 	i, ok := l.index[k]
 	if !ok {
 		return false
@@ -65,7 +66,18 @@ func (l *refList) all() []*recordedRef {
 	return out
 }
 
-func (l *refList) reset() { *l = refList{} }
+// reset empties the list, keeping its storage for the next inode unless
+// it grew large (clearing a map costs its capacity).
+func (l *refList) reset() {
+	if len(l.refs) > 64 {
+		*l = refList{}
+		return
+	}
+	clear(l.refs)
+	l.refs = l.refs[:0]
+	clear(l.index)
+	l.live = 0
+}
 
 // recordRef records one name of the current inode from root: new names are
 // from the send tree, deleted ones from the parent. A name recorded on the
@@ -248,13 +260,14 @@ func (s *sendCtx) orphanizeOverwritten(p *refsPass) error {
 		if st.state == stateWillCreate {
 			continue
 		}
-		ow, owMode, overwrites, err := s.willOverwriteRef(cur.dir, cur.dirGen, cur.name())
+		holder, err := s.willOverwriteRef(cur.dir, cur.dirGen, cur.name())
 		if err != nil {
 			return err
 		}
-		if !overwrites {
+		if !holder.found {
 			continue
 		}
+		ow, owMode := holder.who, holder.mode
 		first, err := s.isFirstRef(s.parent, ow.ino, cur.dir, cur.name())
 		if err != nil {
 			return err
@@ -477,17 +490,25 @@ func (s *sendCtx) updateTouchedDirs(p *refsPass) error {
 // didCreateDir reports whether directory dir was already created out of order
 // for an earlier inode: some entry of it in the send tree belongs to an inode
 // below sendProgress.
+// It walks the directory's index items, stopping at the first such entry,
+// instead of reading the whole directory.
 func (s *sendCtx) didCreateDir(dir uint64) (bool, error) {
-	entries, err := s.send.ReadDir(dir)
-	if err != nil && !notFound(err) {
-		return false, err
-	}
-	for _, e := range entries {
-		if e.Location.Type != btrfsread.RootItemKey && e.Location.ObjectID < s.sendProgress {
-			return true, nil
+	created := false
+	from, to := btrfsread.Key{ObjectID: dir, Type: btrfsread.DirIndexKey}, btrfsread.Key{ObjectID: dir, Type: btrfsread.DirIndexKey, Offset: ^uint64(0)}
+	err := s.send.Tree().Walk(from, to, func(it btrfsread.Item) error {
+		entries, err := btrfsread.ParseDirItems(it.Key, it.Data)
+		for _, e := range entries {
+			if e.Location.Type != btrfsread.RootItemKey && e.Location.ObjectID < s.sendProgress {
+				created = true
+				return btrfsread.ErrStopWalk
+			}
 		}
+		return err
+	})
+	if err != nil && !notFound(err) {
+		return false, fmt.Errorf("directory %d of subvolume %d: %w", dir, s.send.ID, err)
 	}
-	return false, nil
+	return created, nil
 }
 
 // createInodeIfNeeded creates the current inode unless it is a directory

@@ -5,13 +5,12 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"sendfs/btrfsread"
-	"sendfs/internal/testenv"
+	"sendfs/internal/testimage"
 )
 
 // TestImageStreamConsistency runs the real engine and btrfsread on an image
@@ -20,7 +19,6 @@ import (
 // the pipelined WriteTo, random ranges through a Reader and a second run
 // agree, and btrfs receive --dump parses the stream.
 func TestImageStreamConsistency(t *testing.T) {
-	mkfs := requireTool(t, "mkfs.btrfs")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	rng := rand.New(rand.NewPCG(4, 2))
@@ -58,16 +56,7 @@ func TestImageStreamConsistency(t *testing.T) {
 	sparse.Close()
 	// No symlink: mkfs.btrfs 6.2 --rootdir stores its target with a NUL,
 	// which btrfsread rightly rejects.
-	img := filepath.Join(dir, "img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "--rootdir", root, img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v: %s", err, out)
-	}
+	img := mkfsRootdir(t, root, 256<<20)
 
 	snapshot(t, img, func(mnt string) error {
 		if err := os.WriteFile(filepath.Join(mnt, "dir/odd"), random(5000), 0o644); err != nil {
@@ -79,60 +68,53 @@ func TestImageStreamConsistency(t *testing.T) {
 		return os.Remove(filepath.Join(mnt, "inline"))
 	})
 
+	svs := openSubvolumes(t, img, "snap1", "snap2")
+	snap1, snap2 := svs[0], svs[1]
+	checkImageStream(t, snap1, nil, rng, "subvol          ./snap1", "/big ", "./snap1/sparse")
+	checkImageStream(t, snap2, snap1, rng, "snapshot        ./snap2", "./snap2/page-moved", "unlink          ./snap2/inline", "./snap2/dir/odd")
+}
+
+// mkfsRootdir makes an image of size bytes beside root holding root's files
+// (mkfs.btrfs --rootdir) and returns its path.
+func mkfsRootdir(t testing.TB, root string, size int64) string {
+	t.Helper()
+	img := testimage.Images(t, filepath.Dir(root), 1, size)[0]
+	testimage.Mkfs(t, []string{"--rootdir", root}, img)
+	return img
+}
+
+// openSubvolumes opens img (closed when t ends) and finds the subvolumes
+// named.
+func openSubvolumes(t testing.TB, img string, names ...string) []*btrfsread.Subvolume {
+	t.Helper()
 	fs, err := btrfsread.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fs.Close()
-	find := func(name string) *btrfsread.Subvolume {
-		sv, err := fs.FindSubvolume(name)
-		if err != nil {
+	t.Cleanup(func() { fs.Close() })
+	svs := make([]*btrfsread.Subvolume, len(names))
+	for i, name := range names {
+		if svs[i], err = fs.FindSubvolume(name); err != nil {
 			t.Fatal(err)
 		}
-		return sv
 	}
-	snap1, snap2 := find("snap1"), find("snap2")
-	checkImageStream(t, snap1, nil, rng, "subvol          ./snap1", "/big ", "./snap1/sparse")
-	checkImageStream(t, snap2, snap1, rng, "snapshot        ./snap2", "./snap2/page-moved", "unlink          ./snap2/inline", "./snap2/dir/odd")
+	return svs
 }
 
 // snapshot loop-mounts img, snapshots its top level read-only as snap1,
 // calls change, snapshots again as snap2 and unmounts. It needs root and
 // loop devices: without them it fails in CI and skips elsewhere.
-func snapshot(t *testing.T, img string, change func(mnt string) error) {
+func snapshot(t testing.TB, img string, change func(mnt string) error) {
 	t.Helper()
-	btrfs := requireTool(t, "btrfs")
-	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "needs root to loop-mount the image")
-	}
-	mnt := filepath.Join(filepath.Dir(img), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
+	testimage.Require(t, true, "btrfs")
+	fs := testimage.Attach(t, []string{img}, filepath.Join(filepath.Dir(img), "mnt"), false)
+	fs.Mount(t, false)
+	testimage.Run(t, "btrfs", "subvolume", "snapshot", "-r", fs.Mnt, filepath.Join(fs.Mnt, "snap1"))
+	if err := change(fs.Mnt); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v: %s", err, out)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-				t.Errorf("umount %s: %v: %s", mnt, err, out)
-			}
-			mounted = false
-		}
-	}
-	t.Cleanup(unmount)
-	run := func(args ...string) {
-		if out, err := exec.Command(btrfs, args...).CombinedOutput(); err != nil {
-			t.Fatalf("btrfs %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap1"))
-	if err := change(mnt); err != nil {
-		t.Fatal(err)
-	}
-	run("subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap2"))
-	unmount()
+	testimage.Run(t, "btrfs", "subvolume", "snapshot", "-r", fs.Mnt, filepath.Join(fs.Mnt, "snap2"))
+	fs.Release(t)
 }
 
 // checkImageStream: the counted size, WriteTo, a second run and random

@@ -37,6 +37,7 @@ type nsObj struct {
 type namespace struct {
 	parent *btrfsread.Subvolume // nil for a full send
 	send   *btrfsread.Subvolume
+	inodes *inodeCache // the engine's
 	root   *nsObj
 	// objs holds the objects of parent-tree inodes met so far, by number:
 	// a hard-linked file reached by two names is one object.
@@ -46,10 +47,15 @@ type namespace struct {
 	sendUUID btrfsread.UUID
 	// dirs caches the directories met by path.
 	dirs map[string]*nsObj
+	// last is the path resolved last and what it reached, until the
+	// namespace changes: the commands after an inode's create or rename
+	// (write, chown, chmod, utimes, ...) all name the same path.
+	last    []byte
+	lastObj *nsObj // nil: last holds nothing
 }
 
-func newNamespace(send, parent *btrfsread.Subvolume) *namespace {
-	ns := &namespace{parent: parent, send: send, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}, sendUUID: streamUUID(&send.Root)}
+func newNamespace(send, parent *btrfsread.Subvolume, inodes *inodeCache) *namespace {
+	ns := &namespace{parent: parent, send: send, inodes: inodes, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}, sendUUID: streamUUID(&send.Root)}
 	ns.root = &nsObj{id: inoGen{btrfsread.FirstFreeObjectID, 0}, dir: true, fromParent: parent != nil, baseKnown: parent == nil}
 	if parent != nil {
 		ns.objs[btrfsread.FirstFreeObjectID] = ns.root
@@ -107,9 +113,9 @@ func (ns *namespace) parentObj(ino uint64) (*nsObj, error) {
 	if o := ns.objs[ino]; o != nil {
 		return o, nil
 	}
-	ii, err := ns.parent.Inode(ino)
+	ii, err := ns.inodes.item(ns.parent, ino)
 	if err != nil {
-		return nil, fmt.Errorf("inode %d of the parent: %w", ino, err)
+		return nil, err
 	}
 	o := &nsObj{id: inoGen{ino, ii.Generation}, dir: isDir(uint64(ii.Mode))}
 	o.fromParent = o.dir
@@ -153,12 +159,19 @@ func (ns *namespace) resolve(p []byte) (*nsObj, error) {
 	if len(p) == 0 {
 		return ns.root, nil
 	}
+	if ns.lastObj != nil && bytes.Equal(p, ns.last) {
+		return ns.lastObj, nil
+	}
 	dirPath, name := splitPath(p)
 	d, err := ns.dir(dirPath)
 	if err != nil || d == nil {
 		return nil, err
 	}
-	return ns.lookup(d, name)
+	o, err := ns.lookup(d, name)
+	if o != nil {
+		ns.last, ns.lastObj = append(ns.last[:0], p...), o
+	}
+	return o, err
 }
 
 // dir returns the directory at path p, nil when there is none, through a
@@ -223,14 +236,23 @@ func (ns *namespace) add(c *Command, p []byte, d *nsObj, name []byte, o *nsObj) 
 	}
 	d.setKid(name, o)
 	d.count++
+	ns.lastObj = nil
 	return nil
 }
 
 // remove drops the entry name of d, which is o; paths of directories
-// cached through o no longer hold.
+// cached through o no longer hold. Only a directory of the parent tree needs
+// a nil entry to hide the parent's; in the others (every directory of a full
+// send) the name goes, so that the orphan names every new inode passes
+// through do not pile up in the root.
 func (ns *namespace) remove(d *nsObj, name []byte, o *nsObj) {
-	d.setKid(name, nil)
+	if d.fromParent {
+		d.setKid(name, nil)
+	} else {
+		delete(d.kids, string(name))
+	}
 	d.count--
+	ns.lastObj = nil
 	if o.dir {
 		clear(ns.dirs)
 	}
@@ -294,9 +316,9 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		o := &nsObj{dir: c.Cmd == CmdMkdir, baseKnown: true}
 		if ino := c.attr(AttrIno); len(ino) == 8 {
 			o.id.ino = binary.LittleEndian.Uint64(ino)
-			ii, err := ns.send.Inode(o.id.ino)
+			ii, err := ns.inodes.item(ns.send, o.id.ino)
 			if err != nil {
-				return fmt.Errorf("inode %d: %w", o.id.ino, err)
+				return err
 			}
 			o.id.gen = ii.Generation
 		}

@@ -77,7 +77,7 @@ func (s *Stream) runBuild(ctx context.Context, b *planBuild) {
 	}
 	p := pb.finish()
 	if known := s.knownSize(); known >= 0 && known != p.size {
-		b.end(nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", subvolName(s.child), p.size, known))
+		b.end(nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, p.size, known))
 		return
 	}
 	s.learnSize(p.size)

@@ -11,7 +11,7 @@ import (
 
 // requireTool returns the path of an external program; without it the
 // test fails in CI and is skipped elsewhere.
-func requireTool(t *testing.T, name string) string {
+func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {

@@ -87,7 +87,7 @@ func sameSubvol(sv *btrfsread.Subvolume, v *btrfsread.FS) (*btrfsread.Subvolume,
 	}
 	a, b := &sv.Root, &n.Root
 	if a.CTransid != b.CTransid || a.ReceivedUUID != b.ReceivedUUID || a.STransid != b.STransid || a.Flags&btrfsread.RootSubvolReadOnly != b.Flags&btrfsread.RootSubvolReadOnly {
-		return nil, fmt.Errorf("subvolume %s changed while its stream was generated", subvolName(sv))
+		return nil, fmt.Errorf("subvolume %s changed while its stream was generated", sv)
 	}
 	cp := *n
 	cp.Name, cp.Path = sv.Name, sv.Path

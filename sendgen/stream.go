@@ -127,8 +127,8 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	if !child.ReadOnly() && !opts.AllowWritable {
-		return nil, fmt.Errorf("sendgen: subvolume %s is not read-only (send a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", subvolName(child))
+	if err := CheckSubvolume(child, RoleChild, opts.AllowWritable); err != nil {
+		return nil, err
 	}
 	clones := opts.CloneSources
 	if moved(child, parent, clones) {
@@ -138,22 +138,25 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 			return nil, err
 		}
 	}
+	// The clone sources first: a parent chosen among them is refused as
+	// the clone source the user gave.
 	others := clones
 	if parent != nil {
-		others = append([]*btrfsread.Subvolume{parent}, others...)
+		others = append(slices.Clip(others), parent)
 	}
 	for i, sv := range others {
-		role := "clone source"
-		if parent != nil && i == 0 {
-			role = "parent"
+		role := RoleClone
+		if i == len(clones) {
+			role = RoleParent
 		}
-		switch {
-		case sv == nil:
-			return nil, fmt.Errorf("sendgen: no %s subvolume", role)
-		case sv.FS() != child.FS():
-			return nil, fmt.Errorf("sendgen: %s %s is not on the same filesystem as %s", role, subvolName(sv), subvolName(child))
-		case !sv.ReadOnly() && !opts.AllowWritable:
-			return nil, fmt.Errorf("sendgen: %s subvolume %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", role, subvolName(sv))
+		if sv == nil {
+			return nil, fmt.Errorf("sendgen: no %s", role)
+		}
+		if sv.FS() != child.FS() {
+			return nil, fmt.Errorf("sendgen: %s %s is not on the same filesystem as %s", role, sv, child)
+		}
+		if err := CheckSubvolume(sv, role, opts.AllowWritable); err != nil {
+			return nil, err
 		}
 	}
 	s := &Stream{child: child, parent: parent, clones: clones, enc: encoder{proto: opts.protocol()}, read: readData, size: -1}
@@ -167,12 +170,56 @@ func NewStream(child, parent *btrfsread.Subvolume, opts Options) (*Stream, error
 	return s, nil
 }
 
-// subvolName names a subvolume in messages.
-func subvolName(sv *btrfsread.Subvolume) string {
-	if sv.Path == "" {
-		return fmt.Sprintf("<top level> (id %d)", sv.ID)
+// Role is what a subvolume is to a stream, as messages name it.
+type Role string
+
+// The roles of a stream's subvolumes.
+const (
+	RoleChild  Role = "subvolume"
+	RoleParent Role = "parent subvolume"
+	RoleClone  Role = "clone source"
+)
+
+// RefusedError is the refusal of a subvolume in its role: the top level
+// (id 5), which no send takes (it has no name to be received under), or a
+// writable subvolume without Options.AllowWritable (it could change while
+// it is read).
+type RefusedError struct {
+	Subvol   *btrfsread.Subvolume
+	Role     Role
+	TopLevel bool // else: writable
+}
+
+func (e *RefusedError) Error() string {
+	if e.TopLevel {
+		return "sendgen: the top level (id 5) " + e.TopLevelCannot()
 	}
-	return fmt.Sprintf("%q (id %d)", sv.Path, sv.ID)
+	return fmt.Sprintf("sendgen: %s %s is not read-only (use a read-only snapshot, or allow writable subvolumes for an image that is not mounted)", e.Role, e.Subvol)
+}
+
+// TopLevelCannot says what the top level cannot be in the role: "cannot be
+// sent", "cannot be a parent", "cannot be a clone source".
+func (e *RefusedError) TopLevelCannot() string {
+	switch e.Role {
+	case RoleChild:
+		return "cannot be sent"
+	case RoleParent:
+		return "cannot be a parent"
+	}
+	return "cannot be a " + string(e.Role)
+}
+
+// CheckSubvolume returns a *RefusedError if sv cannot be a stream's
+// subvolume in role. NewStream checks every subvolume it is given with it;
+// a caller that resolves several can check each as it resolves it.
+func CheckSubvolume(sv *btrfsread.Subvolume, role Role, allowWritable bool) error {
+	switch {
+	case sv.ID == btrfsread.FSTreeID:
+		return &RefusedError{Subvol: sv, Role: role, TopLevel: true}
+	case !sv.ReadOnly() && !allowWritable:
+		return &RefusedError{Subvol: sv, Role: role}
+	}
+	return nil
 }
 
 // Size returns the exact length of the stream in bytes, computed without
@@ -269,10 +316,24 @@ type checker struct {
 // ctxCheckEvery bounds how many commands pass between cancellation checks.
 const ctxCheckEvery = 256
 
+type pauseKey struct{}
+
+// WithPause returns a context under which every engine pass calls wait at
+// its cancellation checks, every ctxCheckEvery commands: a background pass
+// (sizes computed ahead of need) waits there while more urgent work runs.
+func WithPause(ctx context.Context, wait func(context.Context) error) context.Context {
+	return context.WithValue(ctx, pauseKey{}, wait)
+}
+
 func (k *checker) emit(c *Command) error {
 	if k.count%ctxCheckEvery == 0 {
 		if err := context.Cause(k.ctx); err != nil {
 			return err
+		}
+		if pause, ok := k.ctx.Value(pauseKey{}).(func(context.Context) error); ok {
+			if err := pause(k.ctx); err != nil {
+				return err
+			}
 		}
 	}
 	switch {

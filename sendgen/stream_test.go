@@ -3,6 +3,8 @@ package sendgen
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,32 +15,43 @@ func TestNewStreamChecks(t *testing.T) {
 	ro := func(id uint64) *btrfsread.Subvolume {
 		return &btrfsread.Subvolume{ID: id, Path: "s", Root: btrfsread.RootItem{Flags: btrfsread.RootSubvolReadOnly}}
 	}
-	rw := &btrfsread.Subvolume{ID: 5}
+	rw := &btrfsread.Subvolume{ID: 258, Path: "w"}
+	top := &btrfsread.Subvolume{ID: btrfsread.FSTreeID, Root: btrfsread.RootItem{Flags: btrfsread.RootSubvolReadOnly}}
+	clones := func(svs ...*btrfsread.Subvolume) Options { return Options{CloneSources: svs} }
 	for _, tc := range []struct {
 		name          string
 		child, parent *btrfsread.Subvolume
 		opts          Options
 		want          string // error substring, "" for success
+		refused       Role   // the role of a *RefusedError, if one is wanted
 	}{
-		{"full", ro(256), nil, Options{}, ""},
-		{"incremental", ro(257), ro(256), Options{}, ""},
-		{"nil child", nil, nil, Options{}, "no subvolume"},
-		{"writable", rw, nil, Options{}, "not read-only"},
-		{"writable allowed", rw, nil, Options{AllowWritable: true}, ""},
-		{"writable parent", ro(256), rw, Options{}, "parent subvolume <top level> (id 5) is not read-only"},
-		{"own parent", ro(256), ro(256), Options{}, ""}, // the kernel sends an empty incremental
-		{"protocol", ro(256), nil, Options{Protocol: 3}, "protocol 3"},
-		{"protocol 2", ro(256), nil, Options{Protocol: 2}, ""},
-		{"compressed v1", ro(256), nil, Options{Protocol: 1, CompressedData: true}, "needs protocol 2"},
-		{"compressed", ro(256), nil, Options{CompressedData: true}, ""},
-		{"writable clone source", ro(256), nil, Options{CloneSources: []*btrfsread.Subvolume{rw}}, "clone source subvolume <top level> (id 5) is not read-only"},
+		{"full", ro(256), nil, Options{}, "", ""},
+		{"incremental", ro(257), ro(256), Options{}, "", ""},
+		{"nil child", nil, nil, Options{}, "no subvolume", ""},
+		{"writable", rw, nil, Options{}, "subvolume w is not read-only", RoleChild},
+		{"writable allowed", rw, nil, Options{AllowWritable: true}, "", ""},
+		{"writable parent", ro(256), rw, Options{}, "parent subvolume w is not read-only", RoleParent},
+		{"top level", top, nil, Options{AllowWritable: true}, "the top level (id 5) cannot be sent", RoleChild},
+		{"top level parent", ro(256), top, Options{}, "the top level (id 5) cannot be a parent", RoleParent},
+		{"top level clone source", ro(256), nil, clones(top), "the top level (id 5) cannot be a clone source", RoleClone},
+		// A parent that is also a clone source is refused as the latter.
+		{"writable parent and clone source", ro(256), rw, clones(ro(257), rw), "clone source w is not read-only", RoleClone},
+		{"own parent", ro(256), ro(256), Options{}, "", ""}, // the kernel sends an empty incremental
+		{"protocol", ro(256), nil, Options{Protocol: 3}, "protocol 3", ""},
+		{"protocol 2", ro(256), nil, Options{Protocol: 2}, "", ""},
+		{"compressed v1", ro(256), nil, Options{Protocol: 1, CompressedData: true}, "needs protocol 2", ""},
+		{"compressed", ro(256), nil, Options{CompressedData: true}, "", ""},
+		{"writable clone source", ro(256), nil, clones(rw), "clone source w is not read-only", RoleClone},
 	} {
 		_, err := NewStream(tc.child, tc.parent, tc.opts)
+		var re *RefusedError
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		case tc.refused != "" && (!errors.As(err, &re) || re.Role != tc.refused):
+			t.Errorf("%s: error %v, want a RefusedError for the %s", tc.name, err, tc.refused)
 		}
 	}
 }
@@ -141,5 +154,29 @@ func TestMalformedEngineOutput(t *testing.T) {
 		if _, err := synthStream(t, 1, tc.cmds).WriteTo(context.Background(), &buf, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: WriteTo error %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestWithPause: a pass under WithPause calls wait at its cancellation
+// checks (every ctxCheckEvery commands) and fails with wait's error.
+func TestWithPause(t *testing.T) {
+	s := &synth{chunk: 4096}
+	s.begin()
+	for i := range 3 * ctxCheckEvery {
+		s.attrs(fmt.Sprintf("f%d", i), 0o644)
+	}
+	s.end()
+	stream := synthStream(t, 1, s.cmds)
+	var calls int
+	wait := func(context.Context) error { calls++; return nil }
+	if _, err := stream.Size(WithPause(context.Background(), wait)); err != nil {
+		t.Fatal(err)
+	}
+	if want := (len(s.cmds) + ctxCheckEvery - 1) / ctxCheckEvery; calls != want {
+		t.Errorf("wait called %d times for %d commands, want %d", calls, len(s.cmds), want)
+	}
+	stop := errors.New("stop")
+	if _, err := synthStream(t, 1, s.cmds).Size(WithPause(context.Background(), func(context.Context) error { return stop })); !errors.Is(err, stop) {
+		t.Errorf("Size with a failing wait: %v, want %v", err, stop)
 	}
 }

@@ -143,7 +143,7 @@ func (s *Stream) writeStream(ctx context.Context, w io.Writer, start int64, prog
 		return n, err
 	}
 	if known := s.knownSize(); known >= 0 && known != n {
-		return n, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", subvolName(s.child), n, known)
+		return n, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, n, known)
 	}
 	s.learnSize(n)
 	return n, nil

@@ -365,6 +365,7 @@ func TestCLIErrors(t *testing.T) {
 			}
 		}
 		sendfsRun(t, "send", "--size", "-c", "vol", img, "snaps/s2").wantFailure(t, 1, "clone source vol is not read-only")
+		sendfsRun(t, "send", "--size", "-c", "5", img, "snaps/s2").wantFailure(t, 1, "the top level (id 5) cannot be a clone source, as with the kernel's send")
 		sendfsRun(t, "send", "--size", "-c", "snaps/nope", img, "snaps/s2").wantFailure(t, 1, `no clone source "snaps/nope"`)
 		sendfsRun(t, "send", "--size", "-c", "snaps/s1", img, "vol", "snaps/s2").wantFailure(t, 1, "subvolume vol is not read-only")
 	})

@@ -177,7 +177,7 @@ func (c *corpus) runReuse(t *testing.T, active []scenario) {
 	}
 	syncFS(t, c.fs)
 	unmount(t, c.fs)
-	c.fs.mount(t, false)
+	c.fs.Mount(t, false)
 	for _, sc := range reusing {
 		d := c.fs.path("sc/" + sc.name)
 		if !t.Run("reuse/"+sc.name, func(t *testing.T) { sc.reuse(t, d) }) {

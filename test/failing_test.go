@@ -5,12 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"sendfs/internal/testimage"
 )
 
 // A member device that fails reads on a range. The kernel here has no
@@ -82,12 +83,5 @@ func failingDevice(t *testing.T, img string, from, to int64) string {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	loop := strings.TrimSpace(run(t, "losetup", "--find", "--show", "--read-only", filepath.Join(dir, "dev.img")))
-	t.Cleanup(func() {
-		runErr("btrfs", "device", "scan", "--forget", loop)
-		if _, err := runErr("losetup", "-d", loop); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return loop
+	return testimage.Attach(t, []string{filepath.Join(dir, "dev.img")}, "", true).Loops[0]
 }

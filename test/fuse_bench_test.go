@@ -28,14 +28,8 @@ func BenchmarkFUSE(b *testing.B) {
 		writeFile(b, filepath.Join(data, fmt.Sprintf("f%02d", i)), content)
 	}
 	snapshotRO(b, fs, "data", "snaps/big")
-	many := subvolCreate(b, fs, "many")
 	const parents = 100
-	var last string
-	for i := range parents + 1 {
-		writeFile(b, filepath.Join(many, fmt.Sprintf("f%03d", i)), patterned(4000+i, uint64(i)))
-		last = fmt.Sprintf("snaps/m.%03d", i)
-		snapshotRO(b, fs, "many", last)
-	}
+	last := growingLineage(b, fs, "many", "snaps/m", parents+1)
 	remountRO(b, fs)
 	sendfs := sendfsBinary(b)
 

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"sendfs/internal/testimage"
 )
 
 // badName is a snapshot name that is not UTF-8.
@@ -111,8 +113,7 @@ func (h *hardeningImage) checkFileOverDevice(t *testing.T) {
 	must(t, os.Link(h.img, link))
 	sym := filepath.Join(dir, "sym.img")
 	must(t, os.Symlink(h.img, sym))
-	loop := strings.TrimSpace(run(t, "losetup", "--find", "--show", "-r", h.img))
-	t.Cleanup(func() { runErr("losetup", "-d", loop) })
+	loop := testimage.Attach(t, []string{h.img}, "", true).Loops[0]
 	for _, c := range [][2]string{{h.img, loop}, {loop, h.img}, {sym, h.img}, {link, loop}, {h.img, h.img}} {
 		sendfsRun(t, "send", "-f", c[0], c[1], "snaps/s1").wantFailure(t, 1, "refusing to write the stream over "+c[0])
 	}

@@ -2,17 +2,15 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"sendfs/internal/testenv"
+	"sendfs/internal/testimage"
 )
 
 // TestMain builds bin/sendfs once per test binary, into a temp dir that is
@@ -105,51 +103,14 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// run runs a command and fails the test with its output when it fails.
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := runErr(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// runErr runs a command and returns its stdout; the error carries the
-// command line and its stderr.
-func runErr(name string, args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd, cancel := command(name, args...)
-	defer cancel()
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(stderr.String(), 20))
-	}
-	return stdout.String(), nil
-}
-
-// commandTimeout bounds every command a test runs: a hung sendfs or
-// receive fails its test instead of reaching go test's timeout, which would
-// exit without running the cleanups (leaving mounts and loop devices).
-const commandTimeout = 10 * time.Minute
-
-// command is exec.Command killed after commandTimeout; call cancel once it
-// has run.
-func command(name string, args ...string) (cmd *exec.Cmd, cancel func()) {
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	cmd = exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 10 * time.Second
-	return cmd, cancel
-}
-
-// lastLines keeps the last n lines of s (error output can be long).
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("[... %d lines]", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
-}
+// The command runners of every test: commands are killed after
+// testimage.CommandTimeout, errors carry the end of stderr.
+var (
+	run       = testimage.Run
+	runErr    = testimage.RunErr
+	command   = testimage.Command
+	lastLines = testimage.LastLines
+)
 
 // fsOpts describes a test filesystem.
 type fsOpts struct {
@@ -160,13 +121,7 @@ type fsOpts struct {
 }
 
 // btrfsFS is a btrfs filesystem on loop devices made by a test.
-type btrfsFS struct {
-	Images  []string // the image files, in device order
-	Loops   []string // their loop devices
-	Mnt     string   // mount point (mounted while mounted is true)
-	opts    fsOpts
-	mounted bool
-}
+type btrfsFS struct{ *testimage.FS }
 
 // newFS makes a btrfs filesystem on sparse image files under the test's temp
 // dir and mounts it. Everything is undone in t.Cleanup, also on failure.
@@ -188,64 +143,17 @@ func newFS(t testing.TB, opts fsOpts) *btrfsFS {
 		dir = d
 		t.Logf("SENDFS_KEEP: images of %s kept in %s", t.Name(), dir)
 	}
-	fs := &btrfsFS{Mnt: filepath.Join(dir, "mnt"), opts: opts}
-	if err := os.Mkdir(fs.Mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := markOwner(dir); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fs.destroy(t) })
-	for i := 0; i < opts.Devices; i++ {
-		img := filepath.Join(dir, fmt.Sprintf("dev%d.img", i))
-		f, err := os.Create(img)
-		if err == nil {
-			err = f.Truncate(opts.Size)
-			f.Close()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs.Images = append(fs.Images, img)
-		loop := strings.TrimSpace(run(t, "losetup", "--find", "--show", img))
-		fs.Loops = append(fs.Loops, loop)
-	}
-	args := append([]string{"-q", "-f"}, opts.MkfsArgs...)
-	run(t, "mkfs.btrfs", append(args, fs.Loops...)...)
-	fs.mount(t, false)
-	return fs
-}
-
-// mount mounts the filesystem (read-only if ro) at fs.Mnt.
-func (fs *btrfsFS) mount(t testing.TB, ro bool) {
-	t.Helper()
-	var opts []string
-	if ro {
-		opts = append(opts, "ro")
-	}
-	if fs.opts.MountOpts != "" {
-		opts = append(opts, fs.opts.MountOpts)
-	}
-	for _, l := range fs.Loops[1:] {
-		opts = append(opts, "device="+l)
-	}
-	args := []string{"-t", "btrfs"}
-	if len(opts) > 0 {
-		args = append(args, "-o", strings.Join(opts, ","))
-	}
-	run(t, "mount", append(args, fs.Loops[0], fs.Mnt)...)
-	fs.mounted = true
+	return &btrfsFS{testimage.New(t, dir, opts.Devices, opts.Size, opts.MkfsArgs, opts.MountOpts)}
 }
 
 // unmount unmounts the filesystem and leaves its loop devices attached, so
 // that it can be mounted again (see remountRO).
 func unmount(t testing.TB, fs *btrfsFS) {
 	t.Helper()
-	if !fs.mounted {
-		return
-	}
-	run(t, "umount", fs.Mnt)
-	fs.mounted = false
+	fs.Unmount(t)
 }
 
 // remountRO unmounts the filesystem if needed and mounts it read-only: the
@@ -253,30 +161,8 @@ func unmount(t testing.TB, fs *btrfsFS) {
 // compare against the snapshots.
 func remountRO(t testing.TB, fs *btrfsFS) {
 	t.Helper()
-	unmount(t, fs)
-	fs.mount(t, true)
-}
-
-// destroy unmounts and detaches everything fs made; it only reports errors,
-// so that the other cleanups still run.
-func (fs *btrfsFS) destroy(t testing.TB) {
-	if fs.mounted {
-		if _, err := runErr("umount", fs.Mnt); err != nil {
-			if _, err2 := runErr("umount", "-l", fs.Mnt); err2 != nil {
-				t.Errorf("cleanup: %v; lazy: %v", err, err2)
-			}
-		}
-		fs.mounted = false
-	}
-	for _, l := range fs.Loops {
-		// Forget the device in the kernel's btrfs device list, so a later
-		// filesystem on the same loop device number is not confused with it.
-		runErr("btrfs", "device", "scan", "--forget", l)
-		if _, err := runErr("losetup", "-d", l); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	}
-	fs.Loops = nil
+	fs.Unmount(t)
+	fs.Mount(t, true)
 }
 
 // path returns the absolute path of rel inside the mounted filesystem.

@@ -1,13 +1,13 @@
 package test
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"sendfs/internal/testenv"
+	"sendfs/internal/testimage"
 )
 
 // TestDeepMovesRepro sends the snapshot pairs of the reproduction images of
@@ -87,13 +87,8 @@ func attachImage(t *testing.T, img string) *btrfsFS {
 	if err := markOwner(dir); err != nil {
 		t.Fatal(err)
 	}
-	fs := &btrfsFS{Images: []string{img}, Mnt: filepath.Join(dir, "mnt")}
-	if err := os.Mkdir(fs.Mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.destroy(t) })
-	fs.Loops = []string{strings.TrimSpace(run(t, "losetup", "--read-only", "--find", "--show", img))}
-	fs.mount(t, true)
+	fs := &btrfsFS{testimage.Attach(t, []string{img}, filepath.Join(dir, "mnt"), true)}
+	fs.Mount(t, true)
 	return fs
 }
 

@@ -1,10 +1,7 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +14,8 @@ import (
 // --compressed-data, where the kernel's stream length is printed too);
 // incremental sends between snapshots of the
 // 100,000-file subvolume differing in 10 files and in 10% of the files.
+// Then the same without compression on the loop block device, its cache
+// dropped before every run (deviceSends).
 // Peak memory is the sendfs process's; the kernel's send runs in the kernel,
 // so its column shows only the btrfs tool's own RSS. Run with `make bench`;
 // SENDFS_BENCH_SMALL=1 makes every dataset ten times smaller.
@@ -94,40 +93,25 @@ func BenchmarkSend(b *testing.B) {
 			fmt.Printf("%-34s %10s %10s %10s\n", "", "MB/s", mbPerSec(size, kt), mbPerSec(size, st))
 		}
 	}
+	unmount(b, fs)
+	deviceSends(b, fs, sendfs, []deviceSend{
+		{"full: 4 big files", "snaps/big", ""},
+		{fmt.Sprintf("full: %d small files", nfiles), "snaps/small", ""},
+		{fmt.Sprintf("incremental: %d files, 10 changed", nfiles), "snaps/small-10", "snaps/small"},
+		{fmt.Sprintf("incremental: %d files, 10%% changed", nfiles), "snaps/small-10pct", "snaps/small-10"},
+	})
 }
 
-// bestRun runs a command three times with stdout to /dev/null and returns
-// its best time and its peak RSS (KiB). The RSS comes from GNU time, which
-// forks: a child that Go starts itself (vfork) inherits the test binary's
-// peak RSS in its rusage.
+// bestRun runs a command three times (see runRSS) and returns its best
+// time and its peak RSS (KiB).
 func bestRun(b *testing.B, name string, args ...string) (time.Duration, int64) {
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	must(b, err)
-	defer null.Close()
-	rssFile := filepath.Join(b.TempDir(), "rss")
-	var best time.Duration
 	var rss int64
-	for range 3 {
-		var stderr bytes.Buffer
-		cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
-		cmd.Stdout, cmd.Stderr = null, &stderr
-		t0 := time.Now()
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
-		}
-		d := time.Since(t0)
-		if best == 0 || d < best {
-			best = d
-		}
-		out, err := os.ReadFile(rssFile)
-		must(b, err)
-		var kib int64
-		if _, err := fmt.Sscan(string(out), &kib); err != nil {
-			b.Fatalf("GNU time wrote %q: %v", out, err)
-		}
+	d := best(3, func() time.Duration {
+		d, kib, _ := runRSS(b, name, args...)
 		rss = max(rss, kib)
-	}
-	return best, rss
+		return d
+	})
+	return d, rss
 }
 
 func byteSize(n int64) string {

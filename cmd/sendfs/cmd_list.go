@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/dustin/go-humanize"
 	"github.com/google/uuid"
@@ -91,7 +89,7 @@ func runList(_ context.Context, opts ListOptions, con *console, args []string) e
 	}
 	var subvols []*btrfsread.Subvolume
 	for _, sv := range all {
-		if sv.ID != topLevelID {
+		if sv.ID != btrfsread.FSTreeID {
 			subvols = append(subvols, sv)
 		}
 	}
@@ -101,9 +99,6 @@ func runList(_ context.Context, opts ListOptions, con *console, args []string) e
 	}
 	return writeListTable(con.Out, subvols, time.Now())
 }
-
-// topLevelID is the id of the filesystem's top-level subvolume.
-const topLevelID = 5
 
 // subvolJSON is one element of 'sendfs list --json'. Field order is output
 // order; keep it stable, scripts read it.
@@ -132,7 +127,7 @@ func writeListJSON(w io.Writer, subvols []*btrfsread.Subvolume) error {
 			ID:           sv.ID,
 			ParentID:     sv.ParentID,
 			Path:         sv.Path,
-			PathEscaped:  displayPath(sv.Path),
+			PathEscaped:  sv.String(),
 			ReadOnly:     sv.ReadOnly(),
 			Generation:   r.Generation,
 			CTransid:     r.CTransid,
@@ -180,7 +175,7 @@ func writeListTable(w io.Writer, subvols []*btrfsread.Subvolume, now time.Time) 
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			sv.ID, sv.ParentID, r.Generation, r.CTransid, created, ro, uuidText,
-			shortUUID(r.ParentUUID), shortUUID(r.ReceivedUUID), displayPath(sv.Path))
+			shortUUID(r.ParentUUID), shortUUID(r.ReceivedUUID), sv.String())
 	}
 	return tw.Flush()
 }
@@ -203,15 +198,4 @@ func timeOf(ts btrfsread.Timespec) (t time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(ts.Sec), int64(ts.Nsec)), true
-}
-
-// displayPath quotes a path that would break the table: names on disk may
-// hold tabs, newlines or bytes that are not UTF-8.
-func displayPath(p string) string {
-	for _, r := range p {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
-			return strconv.Quote(p)
-		}
-	}
-	return p
 }

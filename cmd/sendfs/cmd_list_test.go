@@ -114,16 +114,3 @@ func TestListJSONEmpty(t *testing.T) {
 		t.Errorf("empty list printed %q, want []", got)
 	}
 }
-
-func TestDisplayPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"snaps/a b":  "snaps/a b",
-		"snaps/été":  "snaps/été",
-		"a\nb":       `"a\nb"`,
-		"bad\xffutf": `"bad\xffutf"`,
-	} {
-		if got := displayPath(in); got != want {
-			t.Errorf("displayPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

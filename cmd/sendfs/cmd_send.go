@@ -242,15 +242,13 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	}
 	var parent *btrfsread.Subvolume
 	if opts.Parent != "" {
-		if parent, err = findReadOnly(fsys, opts.Parent, "parent subvolume", opts.AllowWritable,
-			"the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot"); err != nil {
+		if parent, err = findSendable(fsys, opts.Parent, sendgen.RoleParent, opts.AllowWritable); err != nil {
 			return nil, err
 		}
 	}
 	var clones []*btrfsread.Subvolume
 	for _, spec := range opts.CloneSources {
-		sv, err := findReadOnly(fsys, spec, "clone source", opts.AllowWritable,
-			"the top level (id 5) cannot be a clone source, as with the kernel's send; give a read-only snapshot")
+		sv, err := findSendable(fsys, spec, sendgen.RoleClone, opts.AllowWritable)
 		if err != nil {
 			return nil, err
 		}
@@ -264,8 +262,7 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	}
 	set := &streamSet{oneStream: opts.OneStream}
 	for _, spec := range specs {
-		child, err := findReadOnly(fsys, spec, "subvolume", opts.AllowWritable,
-			"the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)")
+		child, err := findSendable(fsys, spec, sendgen.RoleChild, opts.AllowWritable)
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +281,7 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 		}
 		stream, err := sendgen.NewStream(child, p, sgOpts)
 		if err != nil {
-			return nil, fmt.Errorf("cannot send %s: %w", subvolName(child), err)
+			return nil, fmt.Errorf("cannot send %s: %w", child, refusal(err))
 		}
 		set.streams = append(set.streams, stream)
 		if parent == nil && len(clones) > 0 {
@@ -295,20 +292,34 @@ func newSendStreams(fsys *btrfsread.FS, specs []string, opts SendOptions) (*stre
 	return set, nil
 }
 
-// findReadOnly resolves spec and refuses the top level (with topLevelErr)
-// and a writable subvolume unless allowed; role names it in errors.
-func findReadOnly(fsys *btrfsread.FS, spec, role string, allowWritable bool, topLevelErr string) (*btrfsread.Subvolume, error) {
-	sv, err := findSubvol(fsys, spec, role)
+// findSendable resolves spec and checks it as sendgen does for its role,
+// as soon as it is resolved: each refusal comes before the choice of a
+// parent among the clone sources could fail on the same subvolume.
+func findSendable(fsys *btrfsread.FS, spec string, role sendgen.Role, allowWritable bool) (*btrfsread.Subvolume, error) {
+	sv, err := findSubvol(fsys, spec, string(role))
 	if err != nil {
 		return nil, err
 	}
-	if sv.ID == topLevelID {
-		return nil, errors.New(topLevelErr)
-	}
-	if !sv.ReadOnly() && !allowWritable {
-		return nil, fmt.Errorf("%s %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", role, subvolName(sv))
+	if err := sendgen.CheckSubvolume(sv, role, allowWritable); err != nil {
+		return nil, refusal(err)
 	}
 	return sv, nil
+}
+
+// refusal words sendgen's refusal of a subvolume for the command line:
+// what to do instead, with the flag that allows a writable subvolume.
+// Other errors are returned as they are.
+func refusal(err error) error {
+	var re *sendgen.RefusedError
+	switch {
+	case !errors.As(err, &re):
+		return err
+	case re.TopLevel && re.Role == sendgen.RoleChild:
+		return fmt.Errorf("the top level (id 5) %s, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)", re.TopLevelCannot())
+	case re.TopLevel:
+		return fmt.Errorf("the top level (id 5) %s, as with the kernel's send; give a read-only snapshot", re.TopLevelCannot())
+	}
+	return fmt.Errorf("%s %s is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere", re.Role, re.Subvol)
 }
 
 // goodParent picks child's parent among the clone sources as btrfs-progs'
@@ -330,7 +341,7 @@ func goodParent(all []*btrfsread.Subvolume, child *btrfsread.Subvolume, clones [
 	}
 	origin := byUUID(child.Root.ParentUUID)
 	if origin == nil {
-		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: it is not a snapshot of a subvolume on this filesystem; give one with -p", subvolName(child))
+		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: it is not a snapshot of a subvolume on this filesystem; give one with -p", child)
 	}
 	var best *btrfsread.Subvolume
 	bestDiff := uint64(math.MaxUint64)
@@ -352,7 +363,7 @@ func goodParent(all []*btrfsread.Subvolume, child *btrfsread.Subvolume, clones [
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: none is %s or another snapshot of it; give one with -p", subvolName(child), subvolName(origin))
+		return nil, fmt.Errorf("cannot choose a parent for %s among the clone sources: none is %s or another snapshot of it; give one with -p", child, origin)
 	}
 	return best, nil
 }
@@ -377,12 +388,4 @@ func findSubvol(fsys *btrfsread.FS, spec, role string) (*btrfsread.Subvolume, er
 		return nil, fmt.Errorf("cannot look up %s %q: %w", role, spec, err)
 	}
 	return sv, nil
-}
-
-// subvolName names a subvolume in messages the way the user names it.
-func subvolName(sv *btrfsread.Subvolume) string {
-	if sv.ID == topLevelID {
-		return "<top level> (id 5)"
-	}
-	return displayPath(sv.Path)
 }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"sendfs/btrfsread"
+	"sendfs/sendgen"
 )
 
 // TestSendRefusesTerminal: with stdout on a terminal and no -f, send stops
@@ -182,5 +186,40 @@ func TestSendRefusesToOverwriteDevice(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(img); string(b) != "not really btrfs" {
 		t.Errorf("image changed to %q", b)
+	}
+}
+
+// TestRefusalWording: sendgen's refusals reach the user in the CLI's words,
+// with what to do instead.
+func TestRefusalWording(t *testing.T) {
+	vol := &btrfsread.Subvolume{ID: 256, Path: "vol"}
+	top := &btrfsread.Subvolume{ID: btrfsread.FSTreeID}
+	for _, c := range []struct {
+		sv   *btrfsread.Subvolume
+		role sendgen.Role
+		want string
+	}{
+		{vol, sendgen.RoleChild, "subvolume vol is not read-only; snapshot it with `btrfs subvolume snapshot -r`, or pass --allow-writable if the image is not mounted anywhere"},
+		{vol, sendgen.RoleParent, "parent subvolume vol is not read-only; snapshot it"},
+		{vol, sendgen.RoleClone, "clone source vol is not read-only; snapshot it"},
+		{top, sendgen.RoleChild, "the top level (id 5) cannot be sent, as with the kernel's send; send one of its subvolumes ('sendfs list' shows them)"},
+		{top, sendgen.RoleParent, "the top level (id 5) cannot be a parent, as with the kernel's send; give a read-only snapshot"},
+		{top, sendgen.RoleClone, "the top level (id 5) cannot be a clone source, as with the kernel's send; give a read-only snapshot"},
+	} {
+		err := sendgen.CheckSubvolume(c.sv, c.role, false)
+		if got := fmt.Sprint(refusal(err)); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s as %s: %q, want %q", c.sv, c.role, got, c.want)
+		}
+		// Wrapped, as NewStream's errors reach the CLI.
+		if got := fmt.Sprint(refusal(fmt.Errorf("context: %w", err))); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s as %s, wrapped: %q", c.sv, c.role, got)
+		}
+	}
+	if err := sendgen.CheckSubvolume(vol, sendgen.RoleChild, true); err != nil {
+		t.Errorf("--allow-writable: %v", err)
+	}
+	other := errors.New("other")
+	if refusal(other) != other {
+		t.Error("refusal changed an error that is not a refusal")
 	}
 }

@@ -2,7 +2,8 @@
 // use: the first caller of a missing key computes its value while later
 // callers of the same key wait for that one result; values that do not fit
 // the bound are returned but not kept; errors are never cached. sendfs
-// keeps validated tree blocks and decompressed extents in it.
+// keeps validated tree blocks, decompressed extents, data backrefs and
+// stream sizes in it.
 package lru
 
 import (
