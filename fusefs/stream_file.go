@@ -31,9 +31,10 @@ type streamFile struct {
 	size atomic.Int64
 
 	mu sync.Mutex
-	// active serves the open handles, which share its command index; it
-	// is dropped with the last close, so that the kernel keeping the node
-	// cached does not keep a metadata-sized index in memory.
+	// active serves the open handles, which share its command index
+	// (built if a reader jumps); it is dropped with the last close, so
+	// that the kernel keeping the node cached does not keep a
+	// metadata-sized index in memory.
 	active    pairStream
 	opens     int
 	lastError string // the cause last logged, so a failing range logs once
@@ -107,10 +108,10 @@ func (f *streamFile) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.Set
 }
 
 // streamHandle is one open of a stream file, with its own reader (and so
-// its own read-ahead cursor). The reader, and the command index behind it,
-// is built by the first READ that reaches us: a reopened file whose first
-// pages are still cached (a file manager sniffing types again) costs
-// nothing.
+// its own read-ahead). The reader is made by the first READ past the
+// stream's first MiB that reaches us, and generates nothing before: a
+// reopened file whose first pages are still cached (a file manager sniffing
+// types again) costs nothing.
 type streamHandle struct {
 	f *streamFile
 	s pairStream
@@ -121,15 +122,16 @@ type streamHandle struct {
 	once sync.Once
 	r    io.ReaderAt
 	err  error
-	// indexed is set once the reader (and so the index) is asked for:
-	// from then on every read goes through it.
-	indexed atomic.Bool
+	// hasReader is set once the reader is asked for: from then on every
+	// read goes through it.
+	hasReader atomic.Bool
 }
 
 func (h *streamHandle) reader() (io.ReaderAt, error) {
-	h.indexed.Store(true)
-	// The index is shared by every open of the stream, so it is built
-	// under the mount's context, not a request's.
+	h.hasReader.Store(true)
+	// The reader's passes outlive requests (its read-ahead, the index
+	// every open of the stream shares), so they run under the mount's
+	// context, not a request's.
 	h.once.Do(func() { h.r, h.err = h.s.NewReader(h.f.r.ctx) })
 	return h.r, h.err
 }

@@ -45,81 +45,64 @@ type viewReader interface {
 // read returns len(p) bytes from off, read into p or lent, all of them or
 // an error: the size is exact, so a short read is a failure too, and so is
 // a stream whose length is not size (sizeMismatch).
-func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) {
-	if res, done, err := h.readPrefix(p, off, size); done {
-		return res, err
-	}
-	r, err := h.reader()
-	if err != nil {
-		return nil, err
-	}
-	if sr, ok := r.(interface{ Size() int64 }); ok && sr.Size() != size {
-		return nil, h.f.sizeMismatch(sr.Size(), size)
-	}
-	if vr, ok := r.(viewReader); ok {
-		v, err := vr.ReadView(p, off)
-		if err == nil && len(v.Data) != len(p) {
-			v.Release()
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return nil, err
-		}
-		return viewResult{v}, nil
-	}
-	n, err := r.ReadAt(p, off)
-	switch {
-	case n == len(p):
-		return fuse.ReadResultData(p), nil
-	case err == nil || errors.Is(err, io.EOF):
-		return nil, io.ErrUnexpectedEOF
-	}
-	return nil, err
-}
-
-// prefixReader is a stream that can serve its first bytes without building
-// its command index (*sendgen.Stream).
-type prefixReader interface {
-	ReadPrefixAt(ctx context.Context, p []byte, off int64) (int, error)
-}
-
-// readPrefix serves a read within the first sendgen.PrefixLimit bytes by
-// generating the stream's start, as long as this open has not built the
-// index: a file manager reads the start of every stream in a directory to
-// guess its type, and that must cost the same for a small stream and a huge
-// one. done is false when the read is not for it.
 //
 // A read that ends the file asks for one byte more: a stream that goes on
 // past st_size must fail, not end early as if complete.
-func (h *streamHandle) readPrefix(p []byte, off, size int64) (res fuse.ReadResult, done bool, err error) {
-	pr, ok := h.s.(prefixReader)
-	end := off + int64(len(p))
-	if end == size {
-		end++ // past PrefixLimit, the index (which knows the size) serves it
-	}
-	if !ok || h.indexed.Load() || end > sendgen.PrefixLimit {
-		return nil, false, nil
-	}
+func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) {
 	buf := p
-	if end > off+int64(len(p)) {
+	if off+int64(len(p)) == size {
 		buf = make([]byte, len(p)+1)
 	}
-	n, err := pr.ReadPrefixAt(h.f.r.ctx, buf, off)
-	switch {
-	case n == len(p) && len(buf) == len(p):
-		return fuse.ReadResultData(p), true, nil
-	case n == len(p) && (err == nil || errors.Is(err, io.EOF)):
-		copy(p, buf)
-		return fuse.ReadResultData(p), true, nil
-	case err == nil || errors.Is(err, io.EOF):
-		// Shorter or longer than st_size: count it to say by how much.
-		actual, cerr := h.s.Size(h.f.r.ctx)
-		if cerr != nil {
-			return nil, true, cerr
-		}
-		return nil, true, h.f.sizeMismatch(actual, size)
+	v, err := h.view(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	return nil, true, err
+	if len(v.Data) != len(p) {
+		v.Release()
+		// Shorter or longer than st_size: count it to say by how much.
+		actual, err := h.s.Size(h.f.r.ctx)
+		switch {
+		case err != nil:
+			return nil, err
+		case actual != size:
+			return nil, h.f.sizeMismatch(actual, size)
+		}
+		return nil, io.ErrUnexpectedEOF
+	}
+	if len(buf) != len(p) {
+		copy(p, v.Data)
+		v.Release()
+		return fuse.ReadResultData(p), nil
+	}
+	return viewResult{v}, nil
+}
+
+// view reads up to len(buf) bytes at off: the first bytes of the stream
+// through readPrefix, the others through the handle's reader, lent when
+// it can.
+func (h *streamHandle) view(buf []byte, off int64) (sendgen.View, error) {
+	if pr, ok := h.s.(prefixReader); ok && !h.hasReader.Load() && off+int64(len(buf)) <= sendgen.PrefixLimit {
+		n, err := pr.ReadPrefixAt(h.f.r.ctx, buf, off)
+		return sendgen.View{Data: buf[:n]}, err
+	}
+	r, err := h.reader()
+	if err != nil {
+		return sendgen.View{}, err
+	}
+	if vr, ok := r.(viewReader); ok {
+		return vr.ReadView(buf, off)
+	}
+	n, err := r.ReadAt(buf, off)
+	return sendgen.View{Data: buf[:n]}, err
+}
+
+// prefixReader is a stream that can serve its first bytes without a read
+// pass of its own (*sendgen.Stream): a file manager reads the start of
+// every stream in a directory to guess its type, and that must cost the
+// same for a small stream and a huge one. Once an open has its reader,
+// that serves every read.
+type prefixReader interface {
+	ReadPrefixAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
 // errSizeChanged fails the reads of an open made before the stream's size

@@ -124,7 +124,7 @@ func BenchmarkReaderSequential(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.SetBytes(r.Size())
+				b.SetBytes(readerSize(b, r))
 				b.ReportAllocs()
 				for b.Loop() {
 					r, _ := st.NewReader(context.Background())
@@ -143,7 +143,7 @@ func readSequential(b *testing.B, r *Reader, req, inFlight int) {
 		sem <- make([]byte, req)
 	}
 	var wg sync.WaitGroup
-	for off := int64(0); off < r.Size(); off += int64(req) {
+	for off := int64(0); off < readerSize(b, r); off += int64(req) {
 		buf := <-sem
 		wg.Go(func() {
 			defer func() { sem <- buf }()

@@ -2,7 +2,6 @@ package sendgen
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -15,11 +14,15 @@ import (
 // only what regenerates it (its attributes and DataRef), and commands that
 // continue one another through an extent share one dataRun, so the plan's
 // memory follows the metadata, never the file data.
+//
+// A plan being built (plan_build.go) is published in parts: a part is a
+// plan whose segments end at size, the offset it covers so far.
 type plan struct {
-	enc  encoder
-	read func(*DataRef, []byte) error
-	segs []segment
-	size int64
+	enc   encoder
+	read  func(*DataRef, []byte) error
+	segs  []segment
+	size  int64
+	whole bool // the whole stream: size is its length
 }
 
 // segment is a stretch of the stream starting at off and ending where the
@@ -144,31 +147,6 @@ func (p *plan) encodeCmd(buf []byte, si, i int) ([]byte, error) {
 	return buf, err
 }
 
-// getPlan returns the stream's plan, building it on first use. A failed
-// build is not remembered: the next caller tries again.
-func (s *Stream) getPlan(ctx context.Context) (*plan, error) {
-	s.planMu.Lock()
-	defer s.planMu.Unlock()
-	if s.plan != nil {
-		return s.plan, nil
-	}
-	var b *planBuilder
-	err := s.withRefresh(func() error {
-		b = newPlanBuilder(s.enc)
-		return s.runChecked(ctx, b)
-	})
-	if err != nil {
-		return nil, err
-	}
-	p := b.finish(s.read)
-	if known := s.knownSize(); known >= 0 && known != p.size {
-		return nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, p.size, known)
-	}
-	s.learnSize(p.size)
-	s.plan = p
-	return p, nil
-}
-
 // Arena sizes for the plan's bytes: small streams get small arenas, big
 // ones 1 MiB blocks.
 const (
@@ -180,6 +158,9 @@ const (
 // attributes of data runs are packed into arenas; segments slice them.
 type planBuilder struct {
 	enc       encoder
+	read      func(*DataRef, []byte) error
+	out       *planBuild // where the parts are published, nil if not
+	published int64      // how far the last published part covers
 	segs      []segment
 	arena     []byte
 	metaStart int   // start in arena of the open metadata segment, -1 if none
@@ -189,8 +170,8 @@ type planBuilder struct {
 	off       int64 // stream offset after everything emitted so far
 }
 
-func newPlanBuilder(enc encoder) *planBuilder {
-	b := &planBuilder{enc: enc, metaStart: -1}
+func newPlanBuilder(enc encoder, read func(*DataRef, []byte) error, out *planBuild) *planBuilder {
+	b := &planBuilder{enc: enc, read: read, out: out, metaStart: -1}
 	b.reserve(streamHeaderLen)
 	b.openMeta()
 	b.arena = appendStreamHeader(b.arena, enc.proto)
@@ -198,7 +179,35 @@ func newPlanBuilder(enc encoder) *planBuilder {
 	return b
 }
 
+// publishEvery: a part of the plan is published each time it covers this
+// many more bytes of the stream (and when it is complete).
+const publishEvery = 256 << 10
+
 func (b *planBuilder) emit(c *Command) error {
+	b.add(c)
+	if b.out != nil {
+		if covered := b.covered(); covered-b.published >= publishEvery {
+			b.published = covered
+			b.out.grow(&plan{enc: b.enc, read: b.read, segs: b.segs[:len(b.segs):len(b.segs)], size: covered})
+		}
+	}
+	return nil
+}
+
+// covered is where the open segment starts: every segment before it is
+// final.
+func (b *planBuilder) covered() int64 {
+	switch {
+	case b.run != nil:
+		return b.runOff
+	case b.metaStart >= 0:
+		return b.metaOff
+	}
+	return b.off
+}
+
+// add appends c to the plan.
+func (b *planBuilder) add(c *Command) {
 	if c.Data == nil {
 		b.closeRun()
 		n := b.enc.commandLen(c)
@@ -206,7 +215,7 @@ func (b *planBuilder) emit(c *Command) error {
 		b.openMeta()
 		b.arena = b.enc.appendCommand(b.arena, c, nil)
 		b.off += n
-		return nil
+		return
 	}
 	n := b.enc.commandLen(c)
 	if b.run != nil && b.run.continuedBy(c) {
@@ -214,7 +223,7 @@ func (b *planBuilder) emit(c *Command) error {
 		b.run.lastLen = c.Data.Len
 		b.run.lastCmdLen = n
 		b.off += n
-		return nil
+		return
 	}
 	b.closeRun()
 	b.closeMeta()
@@ -227,7 +236,6 @@ func (b *planBuilder) emit(c *Command) error {
 	}
 	b.run, b.runOff = r, b.off
 	b.off += n
-	return nil
 }
 
 // keep copies v into the arena.
@@ -272,8 +280,8 @@ func (b *planBuilder) closeRun() {
 	}
 }
 
-func (b *planBuilder) finish(read func(*DataRef, []byte) error) *plan {
+func (b *planBuilder) finish() *plan {
 	b.closeRun()
 	b.closeMeta()
-	return &plan{enc: b.enc, read: read, segs: b.segs, size: b.off}
+	return &plan{enc: b.enc, read: b.read, segs: b.segs, size: b.off, whole: true}
 }

@@ -17,7 +17,7 @@ var errPrefixDone = errors.New("sendgen: stream prefix complete")
 // ReadPrefixAt fills p with the stream's bytes at off, where off+len(p) is
 // at most PrefixLimit, by generating the stream from its start and stopping
 // as soon as those bytes exist. Its cost follows off+len(p), not the size of
-// the stream: no command index is built (NewReader builds one). Like
+// the stream, and nothing runs on after it returns. Like
 // io.ReaderAt it returns io.EOF when the stream ends before p is full.
 func (s *Stream) ReadPrefixAt(ctx context.Context, p []byte, off int64) (int, error) {
 	end := off + int64(len(p))

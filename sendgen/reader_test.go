@@ -20,8 +20,8 @@ func checkRanges(t testing.TB, s *Stream, want []byte, n, maxLen int, rng *rand.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Size() != int64(len(want)) {
-		t.Fatalf("reader size %d, stream %d bytes", r.Size(), len(want))
+	if n := readerSize(t, r); n != int64(len(want)) {
+		t.Fatalf("reader size %d, stream %d bytes", n, len(want))
 	}
 	size := int64(len(want))
 	check := func(off int64, l int) {
@@ -51,6 +51,16 @@ func checkRanges(t testing.TB, s *Stream, want []byte, n, maxLen int, rng *rand.
 		}
 		check(off, l)
 	}
+}
+
+// readerSize is r.Size, which must not fail.
+func readerSize(t testing.TB, r *Reader) int64 {
+	t.Helper()
+	n, err := r.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestReaderRanges: random ranges through ReadAt equal the slices of the
@@ -168,23 +178,33 @@ func TestReaderRetriesErrors(t *testing.T) {
 	}
 }
 
-// TestPlanRetriesEngineErrors: a failed plan build is not remembered.
+// TestPlanRetriesEngineErrors: a failed plan build fails the reads that
+// wait for it and is not remembered: the next read builds again.
 func TestPlanRetriesEngineErrors(t *testing.T) {
-	st := synthStream(t, 1, sampleCommands(1000))
+	cmds := sampleCommands(1000)
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
 	replay := st.gen
-	fail := true
+	var fail atomic.Bool
+	fail.Store(true)
+	errTransient := errors.New("transient")
 	st.gen = func(ctx context.Context, out emitter) error {
-		if fail {
-			return errors.New("transient")
+		if fail.Load() {
+			return errTransient
 		}
 		return replay(ctx, out)
 	}
-	if _, err := st.NewReader(context.Background()); err == nil {
-		t.Fatal("NewReader succeeded over a failing engine")
+	r, err := st.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	fail = false
-	if _, err := st.NewReader(context.Background()); err != nil {
-		t.Fatalf("NewReader after the engine recovered: %v", err)
+	buf := make([]byte, len(want))
+	if _, err := r.ReadAt(buf, 0); !errors.Is(err, errTransient) {
+		t.Fatalf("ReadAt over a failing engine: %v", err)
+	}
+	fail.Store(false)
+	if n, err := r.ReadAt(buf, 0); n != len(want) || err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("ReadAt after the engine recovered: %d, %v", n, err)
 	}
 }
 
@@ -232,7 +252,7 @@ func windowCommands() []Command {
 func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight int, rng *rand.Rand) (lent int64) {
 	t.Helper()
 	var offs []int64
-	for off := start; off < r.Size(); off += int64(req) {
+	for off := start; off < int64(len(want)); off += int64(req) {
 		offs = append(offs, off)
 	}
 	for i := 0; i+1 < len(offs); i += 2 {
@@ -263,7 +283,7 @@ func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight i
 			r.win.mu.Lock()
 			n := len(r.win.blocks)
 			r.win.mu.Unlock()
-			if n > maxAhead+maxWindowRead/blockSize+1 {
+			if n > maxAhead+maxWindowRead/blockSize+keepBehind {
 				t.Errorf("window holds %d blocks", n)
 			}
 		})
@@ -337,7 +357,7 @@ func TestReaderWindowRetriesErrors(t *testing.T) {
 	}
 	buf := make([]byte, blockSize)
 	failed := int64(-1)
-	for off := int64(0); off < r.Size() && failed < 0; off += blockSize {
+	for off := int64(0); off < int64(len(want)) && failed < 0; off += blockSize {
 		n, err := r.ReadAt(buf, off)
 		switch {
 		case errors.Is(err, errBad):

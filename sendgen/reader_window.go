@@ -2,6 +2,8 @@ package sendgen
 
 import (
 	"cmp"
+	"errors"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -10,9 +12,12 @@ import (
 
 // The window of a sequential reader: the stream cut into aligned blocks of
 // blockSize bytes, those around the last read kept, those ahead of it
-// filled by worker goroutines before they are asked for. How far ahead
-// grows with every read in the window, up to maxAhead blocks, so a reader
-// that stops early (a file manager sniffing a type) costs little.
+// filled before they are asked for. How far ahead grows with every read in
+// the window, up to maxAhead blocks, so a reader that stops early (a file
+// manager sniffing a type) costs little. The blocks are filled by a feed
+// (reader_feed.go), WriteTo's pipeline writing into them in order, unless
+// the stream's plan is already whole: then by worker goroutines from the
+// plan, which costs no engine pass.
 const (
 	blockSize = 1 << 20 // FUSE's largest READ, which the kernel aligns on it
 	// maxAhead: blocks filled past the last read. 8 MiB keeps the workers
@@ -26,7 +31,18 @@ const (
 	// opens a window. The kernel's asynchronous readahead requests arrive
 	// slightly out of order, so "exactly there" would miss some.
 	nearBlocks = 2
+	// keepBehind: blocks kept before the last read. A request overtaken
+	// by later ones (a loaded machine) is still served from the window;
+	// one that comes later still is a read of its own.
+	keepBehind = 3
+	// maxReadAhead bounds the blocks of all windows of the process
+	// together: past it, windows make only the blocks read, none ahead, so
+	// memory stays bounded whatever the number of readers.
+	maxReadAhead = 64
 )
+
+// blocksLive counts the blocks of all windows (maxReadAhead).
+var blocksLive atomic.Int64
 
 var blockPool = sync.Pool{New: func() any {
 	b := make([]byte, blockSize)
@@ -34,10 +50,10 @@ var blockPool = sync.Pool{New: func() any {
 }}
 
 // block is blockSize bytes of the stream at k*blockSize (fewer at the
-// end). Whoever claims it fills it, sets data and err and closes done;
-// they do not change after. Each holder of a reference (the window, a
-// reader, a worker) releases it; the last one returns the buffer to the
-// pool.
+// end, none past it). Whoever claims it fills it, sets data and err and
+// closes done; they do not change after. Each holder of a reference (the
+// window, a reader, a worker, a feed) releases it; the last one returns
+// the buffer to the pool.
 type block struct {
 	k       int64
 	claimed atomic.Bool
@@ -48,10 +64,27 @@ type block struct {
 	refs    atomic.Int32
 }
 
+func newBlock(k int64) *block {
+	b := &block{k: k, done: make(chan struct{})}
+	b.refs.Store(1)
+	blocksLive.Add(1)
+	return b
+}
+
 func (b *block) release() {
-	if b.refs.Add(-1) == 0 && b.buf != nil {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	blocksLive.Add(-1)
+	if b.buf != nil {
 		blockPool.Put(b.buf)
 	}
+}
+
+// complete publishes the block's bytes (or err) to its readers.
+func (b *block) complete(err error) {
+	b.err = err
+	close(b.done)
 }
 
 // window is a Reader's run of consecutive blocks, the first at index lo.
@@ -61,49 +94,66 @@ type window struct {
 	lo      int64
 	ahead   int   // blocks to fill past the last read
 	next    int64 // where the last read ended, -1 before the first
-	workers int   // goroutines filling this window's blocks
+	workers int   // goroutines filling this window's blocks from the plan
+	feed    *feed // fills the blocks instead, nil if none
 }
 
 // acquire returns, with a reference each, the blocks holding [off, end)
-// when the read continues a sequential pass (opening or moving the
-// window), or nil when it is a read of its own.
+// when the read continues a sequential pass or is the Reader's first
+// (opening or moving the window), or nil when it is a read of its own.
 func (r *Reader) acquire(off, end int64) []*block {
 	w := &r.win
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	near := w.next >= 0 && off >= w.next-nearBlocks*blockSize && off <= w.next+nearBlocks*blockSize
+	first := w.next < 0
+	near := !first && off >= w.next-nearBlocks*blockSize && off <= w.next+nearBlocks*blockSize
 	w.next = end
 	if end-off > maxWindowRead {
 		return nil
 	}
-	first, last := off/blockSize, (end-1)/blockSize
-	inside := len(w.blocks) > 0 && first >= w.lo && first <= w.lo+int64(len(w.blocks))
+	lo, last := off/blockSize, (end-1)/blockSize
+	// A read at most nearBlocks past the window's end (overtaking one
+	// that is still on its way) extends it: the blocks between are made
+	// too, and a feed goes on filling them in order.
+	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))+nearBlocks
 	switch {
 	case inside:
-	case near:
-		w.drop(len(w.blocks))
-		w.lo, w.ahead = first, 0
+	case near || first:
+		w.reset()
+		w.lo = lo
+		if !r.s.planWhole() {
+			w.feed = r.startFeed(lo)
+		}
 	default:
 		return nil
 	}
-	// Keep the block before this read: a request arriving out of order
-	// still finds it.
-	w.drop(int(min(max(first-1-w.lo, 0), int64(len(w.blocks)))))
-	if len(w.blocks) == 0 {
-		w.lo = first
-	}
+	// Keep the blocks just before this read: a request arriving out of
+	// order still finds them.
+	w.drop(int(min(max(lo-keepBehind-w.lo, 0), int64(len(w.blocks)))))
 	w.ahead = min(maxAhead, max(1, 2*w.ahead))
-	lastBlock := (r.plan.size - 1) / blockSize
+	lastBlock := int64(math.MaxInt64)
+	if n := r.s.knownSize(); n > 0 {
+		lastBlock = (n - 1) / blockSize
+	}
 	for k := w.lo + int64(len(w.blocks)); k <= min(last+int64(w.ahead), lastBlock); k++ {
-		b := &block{k: k, done: make(chan struct{})}
-		b.refs.Store(1)
+		if k > last && blocksLive.Load() >= maxReadAhead {
+			break
+		}
+		b := newBlock(k)
+		if w.feed != nil {
+			b.claimed.Store(true)
+			w.feed.add(b)
+		}
 		w.blocks = append(w.blocks, b)
 	}
-	held := slices.Clone(w.blocks[first-w.lo : last-w.lo+1])
+	if last-w.lo >= int64(len(w.blocks)) {
+		return nil // past the stream's end
+	}
+	held := slices.Clone(w.blocks[lo-w.lo : last-w.lo+1])
 	for _, b := range held {
 		b.refs.Add(1)
 	}
-	if len(w.blocks) > int(last-w.lo+1) {
+	if w.feed == nil && len(w.blocks) > int(last-w.lo+1) {
 		w.startWorkers(r)
 	}
 	return held
@@ -119,6 +169,16 @@ func (w *window) drop(n int) {
 	w.lo += int64(n)
 }
 
+// reset empties the window and stops its feed.
+func (w *window) reset() {
+	w.drop(len(w.blocks))
+	w.ahead = 0
+	if w.feed != nil {
+		w.feed.stop()
+		w.feed = nil
+	}
+}
+
 // startWorkers tops the window's workers up to one per processor.
 func (w *window) startWorkers(r *Reader) {
 	for ; w.workers < runtime.GOMAXPROCS(0); w.workers++ {
@@ -126,8 +186,8 @@ func (w *window) startWorkers(r *Reader) {
 	}
 }
 
-// work fills the window's unclaimed blocks, first to last, each while
-// holding a slot, until none is left.
+// work fills the window's unclaimed blocks from the plan, first to last,
+// each while holding a slot, until none is left.
 func (r *Reader) work() {
 	for {
 		materializeSlots <- struct{}{}
@@ -157,13 +217,16 @@ func (w *window) claimNext() *block {
 	return nil
 }
 
-// fillBlock fills a block its caller claimed.
+// fillBlock fills a block its caller claimed from the plan.
 func (r *Reader) fillBlock(b *block, help bool) {
-	b.buf = blockPool.Get().(*[]byte)
 	off := b.k * blockSize
-	b.data = (*b.buf)[:min(blockSize, r.plan.size-off)]
-	b.err = r.plan.fill(b.data, off, help)
-	close(b.done)
+	pl, err := r.cover(off + blockSize)
+	if err == nil && off < pl.size {
+		b.buf = blockPool.Get().(*[]byte)
+		b.data = (*b.buf)[:min(blockSize, pl.size-off)]
+		err = pl.fill(b.data, off, help)
+	}
+	b.complete(err)
 }
 
 // await returns once b is filled, filling it itself if nobody has
@@ -180,28 +243,57 @@ func (r *Reader) await(b *block) error {
 	return b.err
 }
 
-// copyBlocks fills p from the blocks acquire returned and releases them.
-func (r *Reader) copyBlocks(p []byte, off int64, blocks []*block) error {
+// fromBlocks serves [off, off+len(buf)) from the blocks acquire returned:
+// lent from a single block, else copied into buf. A feed stopped before it
+// filled them (the window moved) gives errFeedStopped.
+func (r *Reader) fromBlocks(buf []byte, off int64, blocks []*block) (View, error) {
+	end := off + int64(len(buf))
+	if len(blocks) == 1 {
+		b := blocks[0]
+		if err := r.await(b); err != nil {
+			b.release()
+			return View{}, err
+		}
+		start := b.k * blockSize
+		to := min(end-start, int64(len(b.data)))
+		if off-start >= to {
+			b.release()
+			return View{}, errPastEnd
+		}
+		return View{Data: b.data[off-start : to : to], block: b}, nil
+	}
 	var err error
+	n := int64(0) // bytes of buf filled from off on
 	for _, b := range blocks {
 		if bErr := r.await(b); bErr != nil {
 			err = cmp.Or(err, bErr)
 		} else if err == nil {
 			start := b.k * blockSize
-			from, to := max(off, start), min(off+int64(len(p)), start+int64(len(b.data)))
-			copy(p[from-off:to-off], b.data[from-start:])
+			from, to := max(off, start), min(end, start+int64(len(b.data)))
+			if from == off+n && to > from {
+				copy(buf[from-off:to-off], b.data[from-start:])
+				n = to - off
+			}
 		}
 		b.release()
 	}
-	return err
+	switch {
+	case err != nil:
+		return View{}, err
+	case n == 0:
+		return View{}, errPastEnd
+	}
+	return View{Data: buf[:n]}, nil
 }
+
+// errPastEnd: the blocks of a read lie past the stream's end.
+var errPastEnd = errors.New("sendgen: read past the end of the stream")
 
 // forget closes the window if it still holds the failed block b.
 func (w *window) forget(b *block) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if i := b.k - w.lo; i >= 0 && i < int64(len(w.blocks)) && w.blocks[i] == b {
-		w.drop(len(w.blocks))
-		w.ahead = 0
+		w.reset()
 	}
 }

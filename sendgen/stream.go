@@ -116,7 +116,7 @@ type Stream struct {
 	size   int64 // -1 until known
 
 	planMu sync.Mutex
-	plan   *plan // nil until built
+	build  *planBuild // the plan, being built or built (plan_build.go); nil before the first Reader
 }
 
 // NewStream checks the pair and describes its stream; it generates nothing.

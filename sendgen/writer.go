@@ -7,24 +7,32 @@ import (
 	"hash/maphash"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 )
 
-// WriteTo's pipeline: the engine encodes metadata commands in place and
-// hands data commands (their prefix encoded, data not yet read) to a pool of
-// workers; the calling goroutine writes chunks in stream order, waiting for
-// each data command's worker. Both queues are bounded, so at most about
-// 2*pipelineDepth chunks are in flight: about 4 MiB in protocol 1, where a
-// chunk holds at most about cmdBufSize bytes.
+// WriteTo's pipeline: the engine encodes metadata commands and hands data
+// commands (their prefix encoded, data not yet read) to a pool of workers;
+// the calling goroutine writes chunks in stream order, waiting for each data
+// command's worker. The engine may run far ahead of the writer: where the
+// stream is big files it costs little and where it is small files it is
+// the slower side, so the time it banks over big files is spent over small
+// ones. Its queue is bounded by queueLen chunks and queuedBytes of encoded
+// bytes not counting unread data; the workers read at most readAhead data
+// commands ahead of the writer (about 3 MiB in protocol 1).
 const (
-	pipelineDepth = 32
+	queueLen      = 1 << 14
+	queuedBytes   = 16 << 20
+	readAhead     = 64
 	metaBatchSize = cmdBufSize / 2 // flush metadata to the writer at this size
 )
 
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
 // one data command whose worker appends the data and seals it.
 type chunk struct {
-	buf  *[]byte
+	off  int64   // stream offset of the chunk's first byte
+	meta []byte  // the metadata commands, or the data command's prefix
+	buf  *[]byte // data commands once filled: the whole command
 	ref  DataRef // data commands only
 	data bool
 	sum  uint64     // skeleton hash of the stream up to the chunk's end
@@ -33,26 +41,77 @@ type chunk struct {
 
 var chunkPool = sync.Pool{New: func() any { return &chunk{done: make(chan error, 1)} }}
 
-func getChunk(buf *[]byte, data bool) *chunk {
+func getChunk(meta []byte, data bool) *chunk {
 	ch := chunkPool.Get().(*chunk)
-	ch.buf, ch.data = buf, data
+	ch.meta, ch.data = meta, data
 	return ch
 }
 
 func putChunk(ch *chunk) {
-	putBuf(ch.buf)
+	if ch.buf != nil {
+		putBuf(ch.buf)
+	}
 	*ch = chunk{done: ch.done}
 	chunkPool.Put(ch)
 }
 
-// fill reads the chunk's data into its buffer after the prefix and seals it.
+// bytes is the chunk's encoded bytes.
+func (ch *chunk) bytes() []byte {
+	if ch.data {
+		return *ch.buf
+	}
+	return ch.meta
+}
+
+// fill reads the chunk's data after the prefix and seals it.
 func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) error {
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	b, err := appendData(*ch.buf, &ch.ref, read)
+	ch.buf = getBuf()
+	b, err := appendData(append((*ch.buf)[:0], ch.meta...), &ch.ref, read)
 	*ch.buf = b
 	return err
+}
+
+// budget bounds the bytes queued between the engine and the writer. One
+// item bigger than the whole budget passes when nothing else is queued.
+type budget struct {
+	mu    sync.Mutex
+	more  sync.Cond
+	left  int64
+	total int64
+}
+
+func newBudget(ctx context.Context, n int64) (*budget, func() bool) {
+	b := &budget{left: n, total: n}
+	b.more.L = &b.mu
+	return b, context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.more.Broadcast()
+		b.mu.Unlock()
+	})
+}
+
+// take waits until n bytes fit, or ctx is done.
+func (b *budget) take(ctx context.Context, n int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.left < n && b.left < b.total {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		b.more.Wait()
+	}
+	b.left -= n
+	return nil
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.left += n
+	b.more.Broadcast()
+	b.mu.Unlock()
 }
 
 // WriteTo writes the whole stream to w, reading file data on a pool of
@@ -67,7 +126,13 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 // of everything but file data) does writing go on; otherwise WriteTo fails
 // rather than join two different streams.
 func (s *Stream) WriteTo(ctx context.Context, w io.Writer, progress func(int64)) (int64, error) {
-	var at resumePoint
+	return s.writeStream(ctx, w, 0, progress)
+}
+
+// writeStream is WriteTo writing only the stream's bytes from start on;
+// it returns where the stream ends.
+func (s *Stream) writeStream(ctx context.Context, w io.Writer, start int64, progress func(int64)) (int64, error) {
+	at := resumePoint{off: start}
 	err := s.withRefresh(func() error {
 		var err error
 		at, err = s.writeFrom(ctx, w, at, progress)
@@ -84,36 +149,57 @@ func (s *Stream) WriteTo(ctx context.Context, w io.Writer, progress func(int64))
 	return n, nil
 }
 
-// resumePoint is how far a WriteTo pass wrote: the stream offset (at a
-// command boundary unless a write failed) and the hash of the commands
-// before it.
+// resumePoint is how far a WriteTo pass wrote: the stream offset and, once
+// it wrote a chunk, the hash of the commands before it (off is then a
+// command boundary unless a write failed). A pass that starts at a
+// resumePoint without a hash starts anywhere: it cuts the command that
+// holds off.
 type resumePoint struct {
-	off int64
-	sum uint64
+	off    int64
+	sum    uint64
+	hashed bool // sum is set
 }
 
 // skeletonSeed seeds the hashes that compare passes within one process.
 var skeletonSeed = maphash.MakeSeed()
 
 // writeFrom runs one pass of WriteTo, writing only what lies after from
-// (nothing written yet when from.off is 0), and returns how far it wrote.
+// (the whole stream when from.off is 0), and returns how far it wrote.
 func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, progress func(int64)) (resumePoint, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	jobs := make(chan *chunk, pipelineDepth)
-	ordered := make(chan *chunk, pipelineDepth)
+	jobs := make(chan *chunk, queueLen)
+	ordered := make(chan *chunk, queueLen)
+	ahead := make(chan struct{}, readAhead)
+	queued, stopWaking := newBudget(ctx, queuedBytes)
+	defer stopWaking()
 	var workers sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
+		// A worker takes a slot of ahead (freed by the writer) before
+		// the next job, so that the slots go to the chunks the writer
+		// waits for first.
 		workers.Go(func() {
-			for ch := range jobs {
+			for {
+				select {
+				case ahead <- struct{}{}:
+				case <-ctx.Done():
+					for ch := range jobs {
+						ch.done <- context.Cause(ctx)
+					}
+					return
+				}
+				ch, ok := <-jobs
+				if !ok {
+					return
+				}
 				ch.done <- ch.fill(ctx, s.read)
 			}
 		})
 	}
 	genDone := make(chan error, 1)
+	sink := &pipeSink{enc: s.enc, ctx: ctx, jobs: jobs, ordered: ordered, queued: queued, off: int64(streamHeaderLen), resume: from}
 	go func() {
-		sink := &pipeSink{enc: s.enc, ctx: ctx, jobs: jobs, ordered: ordered, off: int64(streamHeaderLen), resume: from}
 		sink.hash.SetSeed(skeletonSeed)
 		err := s.runChecked(ctx, sink)
 		if err == nil {
@@ -127,7 +213,12 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 		genDone <- err
 	}()
 
-	at, err := s.enc.writeOrdered(ctx, w, ordered, from, progress)
+	at, err := s.enc.writeOrdered(ctx, w, ordered, func(ch *chunk) {
+		queued.give(int64(len(ch.meta)))
+		if ch.data {
+			<-ahead
+		}
+	}, from, progress)
 	if err != nil {
 		cancel(err)
 	}
@@ -139,18 +230,21 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	case genErr != nil:
 		return at, genErr
 	}
+	// A pass that started past the end wrote nothing: the stream ends
+	// before its start.
+	at.off = min(at.off, sink.off)
 	return at, nil
 }
 
 // writeOrdered writes the stream header (unless from says it is written)
-// and then the chunks in order.
-func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *chunk, from resumePoint, progress func(int64)) (resumePoint, error) {
-	at := resumePoint{off: from.off, sum: from.sum}
+// and then the chunks in order, calling written after each.
+func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *chunk, written func(*chunk), from resumePoint, progress func(int64)) (resumePoint, error) {
+	at := from
 	var err error
-	if at.off == 0 {
+	if at.off < int64(streamHeaderLen) {
 		var hdr [streamHeaderLen]byte
 		var written int
-		written, err = w.Write(appendStreamHeader(hdr[:0], e.proto))
+		written, err = w.Write(appendStreamHeader(hdr[:0], e.proto)[at.off:])
 		at.off += int64(written)
 	}
 	for ch := range ordered {
@@ -161,11 +255,14 @@ func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *
 			err = context.Cause(ctx)
 		}
 		if err == nil {
-			var written int
-			written, err = w.Write(*ch.buf)
-			at.off += int64(written)
+			// Only the first chunk of a pass that starts inside a
+			// command begins before at.
+			var n int
+			n, err = w.Write(ch.bytes()[at.off-ch.off:])
+			at.off += int64(n)
 			if err == nil {
-				at.sum = ch.sum
+				written(ch)
+				at.sum, at.hashed = ch.sum, true
 				if progress != nil {
 					progress(at.off)
 				}
@@ -183,9 +280,11 @@ func (e encoder) writeOrdered(ctx context.Context, w io.Writer, ordered <-chan *
 type pipeSink struct {
 	enc     encoder
 	ctx     context.Context
-	meta    *[]byte // metadata batch being filled, nil when empty
+	meta    []byte // metadata batch being filled
+	metaOff int64  // its stream offset
 	jobs    chan<- *chunk
 	ordered chan<- *chunk
+	queued  *budget
 	off     int64        // stream offset after the commands emitted so far
 	hash    maphash.Hash // of every command's skeleton so far
 	resume  resumePoint  // what an earlier pass wrote: skipped
@@ -195,19 +294,25 @@ type pipeSink struct {
 // earlier pass had written.
 var errResumeMismatch = errors.New("sendgen: the stream generated again after the filesystem moved on differs from what was already written; the snapshot changed")
 
-// skipping handles a command of a pass that resumes an earlier one: it
-// reports whether c lies in what was written already (and is to be
-// dropped). The pass must reach the earlier one's end at a command
-// boundary, with the same skeleton hash.
+// skipping handles a command of a pass that starts after the stream's
+// start: it reports whether c lies before the start (and is to be
+// dropped). A pass that resumes an earlier one must reach the earlier
+// one's end at a command boundary, with the same skeleton hash; a pass
+// that starts anywhere passes on the command that holds its start, which
+// the writer cuts.
 func (p *pipeSink) skipping(c *Command) (bool, error) {
 	if p.off >= p.resume.off {
+		return false, nil
+	}
+	n := p.enc.commandLen(c)
+	if !p.resume.hashed && p.off+n > p.resume.off {
 		return false, nil
 	}
 	buf := getBuf()
 	defer putBuf(buf)
 	p.hash.Write(p.skeleton((*buf)[:0], c))
-	p.off += p.enc.commandLen(c)
-	if p.off > p.resume.off || p.off == p.resume.off && p.hash.Sum64() != p.resume.sum {
+	p.off += n
+	if p.resume.hashed && (p.off > p.resume.off || p.off == p.resume.off && p.hash.Sum64() != p.resume.sum) {
 		return true, errResumeMismatch
 	}
 	return true, nil
@@ -226,15 +331,17 @@ func (p *pipeSink) emit(c *Command) error {
 	if skip, err := p.skipping(c); skip || err != nil {
 		return err
 	}
-	p.off += p.enc.commandLen(c)
+	off := p.off
+	n := p.enc.commandLen(c)
+	p.off += n
 	if c.Data == nil {
-		if p.meta == nil {
-			p.meta = getBuf()
+		if len(p.meta) == 0 {
+			p.metaOff = off
 		}
-		before := len(*p.meta)
-		*p.meta = p.skeleton(*p.meta, c)
-		p.hash.Write((*p.meta)[before:])
-		if len(*p.meta) >= metaBatchSize {
+		before := len(p.meta)
+		p.meta = p.skeleton(p.meta, c)
+		p.hash.Write(p.meta[before:])
+		if len(p.meta) >= metaBatchSize {
 			return p.flush()
 		}
 		return nil
@@ -242,10 +349,13 @@ func (p *pipeSink) emit(c *Command) error {
 	if err := p.flush(); err != nil {
 		return err
 	}
-	buf := getBuf()
-	*buf = p.skeleton(*buf, c)
-	p.hash.Write(*buf)
-	ch := getChunk(buf, true)
+	prefix := p.skeleton(make([]byte, 0, n-int64(c.Data.Len)), c)
+	p.hash.Write(prefix)
+	if err := p.queued.take(p.ctx, int64(len(prefix))); err != nil {
+		return err
+	}
+	ch := getChunk(prefix, true)
+	ch.off = off
 	ch.sum = p.hash.Sum64()
 	ch.ref = *c.Data
 	// Workers first: they never wait for the writer, so the writer can
@@ -256,14 +366,19 @@ func (p *pipeSink) emit(c *Command) error {
 	return p.send(p.ordered, ch)
 }
 
-// flush hands the metadata batch to the writer.
+// flush hands the metadata batch to the writer: a copy of its size, so that
+// a queue of small batches holds no more than their bytes.
 func (p *pipeSink) flush() error {
-	if p.meta == nil {
+	if len(p.meta) == 0 {
 		return nil
 	}
-	ch := getChunk(p.meta, false)
+	if err := p.queued.take(p.ctx, int64(len(p.meta))); err != nil {
+		return err
+	}
+	ch := getChunk(slices.Clone(p.meta), false)
+	ch.off = p.metaOff
 	ch.sum = p.hash.Sum64()
-	p.meta = nil
+	p.meta = p.meta[:0]
 	return p.send(p.ordered, ch)
 }
 

@@ -1,0 +1,152 @@
+package sendgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// A plan is built by an engine pass of its own, which reads no file data
+// and so runs at counting speed, well ahead of any reader of the data. It is
+// published in parts as it grows: a read waits only until the plan covers
+// its bytes, never for the whole stream, so a sequential reader starts at
+// once and a reader that jumps waits only for the engine to get there. The
+// build is shared by every Reader of the stream; it stops when the last
+// Reader attached to it closes before it is complete, and the complete plan
+// stays with the Stream.
+
+// planBuild is a plan being built, or built.
+type planBuild struct {
+	cancel context.CancelCauseFunc
+	users  int // Readers attached, guarded by the Stream's planMu
+
+	mu    sync.Mutex
+	cur   *plan         // the part built so far; whole once complete
+	err   error         // why the build failed
+	grown chan struct{} // closed when cur or err changes
+}
+
+// errNoReader stops a build that no Reader needs any more.
+var errNoReader = errors.New("sendgen: every reader of the stream was closed")
+
+// attachBuild returns the stream's plan build with one more user, starting
+// one under ctx when there is none or the last one failed.
+func (s *Stream) attachBuild(ctx context.Context) *planBuild {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	if b := s.build; b != nil && b.failure() == nil {
+		b.users++
+		return b
+	}
+	b := &planBuild{users: 1, cur: &plan{enc: s.enc, read: s.read}, grown: make(chan struct{})}
+	ctx, b.cancel = context.WithCancelCause(ctx)
+	s.build = b
+	go s.runBuild(ctx, b)
+	return b
+}
+
+// detachBuild undoes attachBuild: the last user of a build that is not
+// complete stops it.
+func (s *Stream) detachBuild(b *planBuild) {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	if b.users--; b.users > 0 || b.complete() {
+		return
+	}
+	b.cancel(errNoReader)
+	if s.build == b {
+		s.build = nil
+	}
+}
+
+// runBuild runs the engine into a planBuilder that publishes into b.
+func (s *Stream) runBuild(ctx context.Context, b *planBuild) {
+	defer b.cancel(nil)
+	var pb *planBuilder
+	err := s.withRefresh(func() error {
+		// A pass on a newer commit starts again from the start; b
+		// keeps the bigger part until the new pass gets further.
+		pb = newPlanBuilder(s.enc, s.read, b)
+		return s.runChecked(ctx, pb)
+	})
+	if err != nil {
+		b.end(nil, err)
+		return
+	}
+	p := pb.finish()
+	if known := s.knownSize(); known >= 0 && known != p.size {
+		b.end(nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, p.size, known))
+		return
+	}
+	s.learnSize(p.size)
+	b.end(p, nil)
+}
+
+// grow publishes a bigger part of the plan.
+func (b *planBuild) grow(p *plan) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p.size > b.cur.size {
+		b.cur = p
+		close(b.grown)
+		b.grown = make(chan struct{})
+	}
+}
+
+// end publishes the whole plan, or the build's failure.
+func (b *planBuild) end(p *plan, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.err = err
+	} else {
+		b.cur = p
+	}
+	close(b.grown)
+	b.grown = make(chan struct{})
+}
+
+func (b *planBuild) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *planBuild) complete() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cur.whole
+}
+
+// covering waits until the plan covers the stream up to end, or is whole
+// (a stream that ends before end), and returns it.
+func (b *planBuild) covering(end int64) (*plan, error) {
+	for {
+		b.mu.Lock()
+		p, err, grown := b.cur, b.err, b.grown
+		b.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, err
+		case p.whole || p.size >= end:
+			return p, nil
+		}
+		<-grown
+	}
+}
+
+// planWhole reports whether the stream's whole plan is built.
+func (s *Stream) planWhole() bool {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	return s.build != nil && s.build.complete()
+}
+
+// getPlan returns the stream's whole plan, building it if needed.
+func (s *Stream) getPlan(ctx context.Context) (*plan, error) {
+	b := s.attachBuild(ctx)
+	defer s.detachBuild(b)
+	return b.covering(math.MaxInt64)
+}
