@@ -125,4 +125,38 @@ func TestBackrefCache(t *testing.T) {
 	if oldRefs != refs || &oldBrs[0] != &brs[0] {
 		t.Errorf("older view changed its answer: %d, was %d", oldRefs, refs)
 	}
+	checkUnvouchedLeaf(t, v, leaf)
+}
+
+// checkUnvouchedLeaf: the leaf at logical, read as a shared backref reads
+// it (no parent's generation), comes from disk unless the cached block was
+// read from disk for this view's commit or a later one, and a block written
+// after the view's commit is stale, not an answer.
+func checkUnvouchedLeaf(t *testing.T, fs *FS, logical uint64) {
+	t.Helper()
+	read := func() (*node, int64) {
+		before := fs.diskBlockReads.Load()
+		n, err := fs.readBlock(logical, blockWant{level: 0})
+		must(t, err)
+		return n, fs.diskBlockReads.Load() - before
+	}
+	n, _ := read()
+	if n.readAt != fs.Generation() {
+		t.Fatalf("leaf read for generation %d stamped %d", fs.Generation(), n.readAt)
+	}
+	if _, reads := read(); reads != 0 {
+		t.Errorf("a leaf read for this view was read again (%d reads)", reads)
+	}
+	old := *n
+	old.readAt = fs.Generation() - 1
+	fs.blocks.Put(logical, &old)
+	if _, reads := read(); reads == 0 {
+		t.Error("a leaf cached before this view's commit answered a read no parent vouches for")
+	}
+	gen := fs.sb.generation
+	defer func() { fs.sb.generation = gen }()
+	fs.sb.generation = n.generation - 1
+	if _, err := fs.readBlock(logical, blockWant{level: 0}); !Stale(err) {
+		t.Errorf("a leaf written after the view's commit: %v, want a stale block", err)
+	}
 }

@@ -38,6 +38,10 @@ type node struct {
 	owner      uint64
 	nritems    int
 	level      uint8
+	// readAt is the generation of the view that read the block straight
+	// from disk for a read no parent vouched for (0 otherwise): see
+	// FS.vouched.
+	readAt uint64
 }
 
 // key returns the key of slot i (an item in a leaf, a pointer in a node).
@@ -207,7 +211,7 @@ func (w blockWant) check(n *node) error {
 // from the first good copy on disk.
 func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 	n, err := fs.blocks.Get(logical, func() (*node, error) { return fs.loadBlock(logical, want) })
-	if err == nil && want.check(n) == nil {
+	if err == nil && want.check(n) == nil && fs.vouched(n, want) {
 		return n, nil
 	}
 	// The block was loaded for another pointer that promised something
@@ -221,6 +225,17 @@ func (fs *FS) readBlock(logical uint64, want blockWant) (*node, error) {
 	return n, nil
 }
 
+// vouched reports whether the cached n may answer want in this view. A
+// parent's pointer vouches for a block by its generation (want.check). A
+// read without one (the leaf a shared backref names) may find a block
+// cached from a view when its address held another block: n answers only
+// if it was read from disk at or after this view's commit and written no
+// later than it, since nothing written later can have been replaced by a
+// block as old.
+func (fs *FS) vouched(n *node, want blockWant) bool {
+	return want.generation != 0 || (n.readAt >= fs.sb.generation && n.generation <= fs.sb.generation)
+}
+
 // loadBlock reads the block at logical from disk, trying every copy. When
 // no copy is good and the view is the newest, it drops the devices' cached
 // windows and tries once more: a window of a block device that the kernel
@@ -230,7 +245,15 @@ func (fs *FS) loadBlock(logical uint64, want blockWant) (*node, error) {
 	if Stale(err) && fs.newest() && fs.dropCaches() {
 		n, err = fs.loadBlockCopies(logical, want)
 	}
-	return n, err
+	if err != nil || want.generation != 0 {
+		return n, err
+	}
+	// Read past our caches (loadBlockCopies): stamp it for vouched.
+	if n.generation > fs.sb.generation {
+		return nil, &CorruptError{Logical: logical, Reason: fmt.Sprintf("generation %d is newer than the filesystem's commit %d", n.generation, fs.sb.generation)}
+	}
+	n.readAt = fs.sb.generation
+	return n, nil
 }
 
 func (fs *FS) loadBlockCopies(logical uint64, want blockWant) (*node, error) {
@@ -245,7 +268,9 @@ func (fs *FS) loadBlockCopies(logical uint64, want blockWant) (*node, error) {
 	for mirror := range copies {
 		fs.diskBlockReads.Add(1)
 		b := make([]byte, rules.nodeSize)
-		err := fs.readLogical(b, logical, mirror)
+		// A read no parent vouches for goes past our caches (vouched).
+		fresh := want.generation == 0
+		err := fs.readLogical(b, logical, mirror, fresh)
 		var n *node
 		if err == nil {
 			n, err = parseNode(b, logical, rules)

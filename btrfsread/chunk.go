@@ -224,10 +224,10 @@ func (c *chunk) locate(off, limit uint64, mirror int) (place, uint64) {
 }
 
 // readLogical reads len(p) bytes at logical address from copy number mirror
-// (0 <= mirror < copies), splitting at stripe boundaries. It does no checksum
-// verification.
-func (fs *FS) readLogical(p []byte, logical uint64, mirror int) error {
-	return fs.readPieces(p, logical, mirror, false, func(_, _ uint64, err error) error { return err })
+// (0 <= mirror < copies), splitting at stripe boundaries; with fresh set,
+// past any cache of ours. It does no checksum verification.
+func (fs *FS) readLogical(p []byte, logical uint64, mirror int, fresh bool) error {
+	return fs.readPieces(p, logical, mirror, fresh, func(_, _ uint64, err error) error { return err })
 }
 
 // readPieces reads like readLogical, one piece per stripe (or chunk) at a

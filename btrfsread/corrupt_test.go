@@ -149,7 +149,7 @@ func TestReadLogicalData(t *testing.T) {
 				must(t, err)
 				for m := range copies {
 					got := make([]byte, len(want))
-					must(t, fs.readLogical(got, bytenr+off, m))
+					must(t, fs.readLogical(got, bytenr+off, m, false))
 					if !bytes.Equal(got, want) {
 						t.Errorf("extent at file offset %d, copy %d of %d: wrong bytes", it.Key.Offset, m, copies)
 					}

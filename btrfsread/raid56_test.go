@@ -106,7 +106,7 @@ func TestRAID56Copies(t *testing.T) {
 		t.Run(fmt.Sprintf("%s-%d", ch.profileName(), c.n), func(t *testing.T) {
 			for m := range ch.copies() {
 				got := make([]byte, len(want))
-				if err := fs.readLogical(got, ch.logical, m); err != nil {
+				if err := fs.readLogical(got, ch.logical, m, false); err != nil {
 					t.Fatalf("copy %d: %v", m, err)
 				}
 				if !bytes.Equal(got, want) {
@@ -130,7 +130,7 @@ func TestRAID56Copies(t *testing.T) {
 				for off := 0; off < len(want); off += 512 {
 					var err error
 					for m := range ch.copies() {
-						if err = fs.readLogical(got[off:off+512], ch.logical+uint64(off), m); err == nil {
+						if err = fs.readLogical(got[off:off+512], ch.logical+uint64(off), m, false); err == nil {
 							break
 						}
 						if !errors.Is(err, ErrMissingDevice) {

@@ -134,7 +134,7 @@ func TestSyntheticImage(t *testing.T) {
 	if _, err := fs.copies(synthChunk + synthChunkLen); err == nil {
 		t.Error("copies of an unmapped address")
 	}
-	if err := fs.readLogical(make([]byte, 10), synthChunk+synthChunkLen-5, 0); err == nil {
+	if err := fs.readLogical(make([]byte, 10), synthChunk+synthChunkLen-5, 0, false); err == nil {
 		t.Error("read running past the last chunk succeeded")
 	}
 }
