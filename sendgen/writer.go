@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // WriteTo's pipeline: the engine encodes metadata commands and hands data
@@ -17,15 +18,30 @@ import (
 // command's worker. The engine may run far ahead of the writer: where the
 // stream is big files it costs little and where it is small files it is
 // the slower side, so the time it banks over big files is spent over small
-// ones. Its queue is bounded by queueLen chunks and queuedBytes of encoded
-// bytes not counting unread data; the workers read at most readAhead data
-// commands ahead of the writer (about 3 MiB in protocol 1).
+// ones. Its queue is bounded by queueLen chunks and by a share of
+// queuedBytes: the encoded bytes queued, unread data not counted, plus
+// chunkCost per chunk. queuedBytes bounds the queues of all passes of the
+// process together (a mount serving many readers), each pass getting an
+// equal share of at least minQueuedBytes; a pass alone (sendfs send) gets
+// it all. The workers read at most readAhead data commands ahead of the
+// writer (about 3 MiB in protocol 1).
 const (
-	queueLen      = 1 << 14
-	queuedBytes   = 16 << 20
-	readAhead     = 64
-	metaBatchSize = cmdBufSize / 2 // flush metadata to the writer at this size
+	queueLen       = 1 << 14
+	queuedBytes    = 16 << 20
+	minQueuedBytes = 1 << 20
+	chunkCost      = 256 // about what a queued chunk costs besides its bytes
+	readAhead      = 64
+	metaBatchSize  = cmdBufSize / 2 // flush metadata to the writer at this size
 )
+
+// passesLive counts the WriteTo passes running in the process, which share
+// queuedBytes.
+var passesLive atomic.Int64
+
+// queueShare is a pass's share of queuedBytes now.
+func queueShare() int64 {
+	return max(queuedBytes/max(passesLive.Load(), 1), minQueuedBytes)
+}
 
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
 // one data command whose worker appends the data and seals it.
@@ -74,17 +90,18 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 	return err
 }
 
-// budget bounds the bytes queued between the engine and the writer. One
-// item bigger than the whole budget passes when nothing else is queued.
+// budget bounds the bytes queued between the engine and the writer of one
+// pass to limit(), which may change while the pass runs. One item bigger
+// than the limit passes when nothing else is queued.
 type budget struct {
 	mu    sync.Mutex
 	more  sync.Cond
-	left  int64
-	total int64
+	used  int64
+	limit func() int64
 }
 
-func newBudget(ctx context.Context, n int64) (*budget, func() bool) {
-	b := &budget{left: n, total: n}
+func newBudget(ctx context.Context, limit func() int64) (*budget, func() bool) {
+	b := &budget{limit: limit}
 	b.more.L = &b.mu
 	return b, context.AfterFunc(ctx, func() {
 		b.mu.Lock()
@@ -97,19 +114,19 @@ func newBudget(ctx context.Context, n int64) (*budget, func() bool) {
 func (b *budget) take(ctx context.Context, n int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.left < n && b.left < b.total {
+	for b.used > 0 && b.used+n > b.limit() {
 		if err := context.Cause(ctx); err != nil {
 			return err
 		}
 		b.more.Wait()
 	}
-	b.left -= n
+	b.used += n
 	return nil
 }
 
 func (b *budget) give(n int64) {
 	b.mu.Lock()
-	b.left += n
+	b.used -= n
 	b.more.Broadcast()
 	b.mu.Unlock()
 }
@@ -172,7 +189,9 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	jobs := make(chan *chunk, queueLen)
 	ordered := make(chan *chunk, queueLen)
 	ahead := make(chan struct{}, readAhead)
-	queued, stopWaking := newBudget(ctx, queuedBytes)
+	passesLive.Add(1)
+	defer passesLive.Add(-1)
+	queued, stopWaking := newBudget(ctx, queueShare)
 	defer stopWaking()
 	var workers sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -214,7 +233,7 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	}()
 
 	at, err := s.enc.writeOrdered(ctx, w, ordered, func(ch *chunk) {
-		queued.give(int64(len(ch.meta)))
+		queued.give(chunkCost + int64(len(ch.meta)))
 		if ch.data {
 			<-ahead
 		}
@@ -351,7 +370,7 @@ func (p *pipeSink) emit(c *Command) error {
 	}
 	prefix := p.skeleton(make([]byte, 0, n-int64(c.Data.Len)), c)
 	p.hash.Write(prefix)
-	if err := p.queued.take(p.ctx, int64(len(prefix))); err != nil {
+	if err := p.queued.take(p.ctx, chunkCost+int64(len(prefix))); err != nil {
 		return err
 	}
 	ch := getChunk(prefix, true)
@@ -372,7 +391,7 @@ func (p *pipeSink) flush() error {
 	if len(p.meta) == 0 {
 		return nil
 	}
-	if err := p.queued.take(p.ctx, int64(len(p.meta))); err != nil {
+	if err := p.queued.take(p.ctx, chunkCost+int64(len(p.meta))); err != nil {
 		return err
 	}
 	ch := getChunk(slices.Clone(p.meta), false)
