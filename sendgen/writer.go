@@ -84,7 +84,7 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	ch.buf = getBuf()
+	ch.buf = getBufFor(len(ch.meta) + int(ch.ref.Len))
 	b, err := appendData(append((*ch.buf)[:0], ch.meta...), &ch.ref, read)
 	*ch.buf = b
 	return err
