@@ -24,23 +24,32 @@ import (
 // process together (a mount serving many readers), each pass getting an
 // equal share of at least minQueuedBytes; a pass alone (sendfs send) gets
 // it all. The workers read at most readAhead data commands ahead of the
-// writer (about 3 MiB in protocol 1).
+// writer (about 3 MiB in protocol 1), fewer when more passes run: all
+// passes together read at most readAheadAll ahead, each pass at least
+// minReadAhead.
 const (
 	queueLen       = 1 << 14
 	queuedBytes    = 16 << 20
 	minQueuedBytes = 1 << 20
 	chunkCost      = 256 // about what a queued chunk costs besides its bytes
 	readAhead      = 64
+	readAheadAll   = 2 * readAhead
+	minReadAhead   = 16
 	metaBatchSize  = cmdBufSize / 2 // flush metadata to the writer at this size
 )
 
 // passesLive counts the WriteTo passes running in the process, which share
-// queuedBytes.
+// queuedBytes and readAheadAll.
 var passesLive atomic.Int64
 
 // queueShare is a pass's share of queuedBytes now.
 func queueShare() int64 {
 	return max(queuedBytes/max(passesLive.Load(), 1), minQueuedBytes)
+}
+
+// aheadShare is a pass's share of readAheadAll now.
+func aheadShare() int64 {
+	return min(max(readAheadAll/max(passesLive.Load(), 1), minReadAhead), readAhead)
 }
 
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
@@ -90,9 +99,9 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 	return err
 }
 
-// budget bounds the bytes queued between the engine and the writer of one
-// pass to limit(), which may change while the pass runs. One item bigger
-// than the limit passes when nothing else is queued.
+// budget bounds what one pass has queued for its writer (encoded bytes, or
+// data commands read ahead) to limit(), which may change while the pass
+// runs. One item bigger than the limit passes when nothing else is queued.
 type budget struct {
 	mu    sync.Mutex
 	more  sync.Cond
@@ -110,7 +119,7 @@ func newBudget(ctx context.Context, limit func() int64) (*budget, func() bool) {
 	})
 }
 
-// take waits until n bytes fit, or ctx is done.
+// take waits until n more fit, or ctx is done.
 func (b *budget) take(ctx context.Context, n int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -188,11 +197,12 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 
 	jobs := make(chan *chunk, queueLen)
 	ordered := make(chan *chunk, queueLen)
-	ahead := make(chan struct{}, readAhead)
 	passesLive.Add(1)
 	defer passesLive.Add(-1)
 	queued, stopWaking := newBudget(ctx, queueShare)
 	defer stopWaking()
+	ahead, stopWakingAhead := newBudget(ctx, aheadShare)
+	defer stopWakingAhead()
 	var workers sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		// A worker takes a slot of ahead (freed by the writer) before
@@ -200,9 +210,7 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 		// waits for first.
 		workers.Go(func() {
 			for {
-				select {
-				case ahead <- struct{}{}:
-				case <-ctx.Done():
+				if ahead.take(ctx, 1) != nil {
 					for ch := range jobs {
 						ch.done <- context.Cause(ctx)
 					}
@@ -235,7 +243,7 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	at, err := s.enc.writeOrdered(ctx, w, ordered, func(ch *chunk) {
 		queued.give(chunkCost + int64(len(ch.meta)))
 		if ch.data {
-			<-ahead
+			ahead.give(1)
 		}
 	}, from, progress)
 	if err != nil {
