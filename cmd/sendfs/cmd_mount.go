@@ -125,7 +125,7 @@ sends READY=1 once the tree answers and STOPPING=1 when it unmounts.`,
 
 // mountMemoryLimit is the mount's soft memory limit (runtime/debug), unless
 // GOMEMLIMIT sets another. What the mount keeps is bounded (caches, queues
-// and read-ahead shared by all readers, about 170 MiB with 8 readers at
+// and read-ahead shared by all readers, under 200 MiB with 8 readers at
 // once); the limit keeps the garbage collector from letting the heap grow
 // to twice that between collections.
 const mountMemoryLimit = 224 << 20
