@@ -31,7 +31,7 @@ const (
 	queueLen       = 1 << 14
 	queuedBytes    = 16 << 20
 	minQueuedBytes = 1 << 20
-	chunkCost      = 256 // about what a queued chunk costs besides its bytes
+	chunkCost      = 320 // what a queued chunk costs besides its bytes (struct, channel)
 	readAhead      = 64
 	readAheadAll   = 2 * readAhead
 	minReadAhead   = 16
@@ -42,9 +42,14 @@ const (
 // queuedBytes and readAheadAll.
 var passesLive atomic.Int64
 
-// queueShare is a pass's share of queuedBytes now.
+// queueShare is a pass's share of queuedBytes now: all of it alone, else
+// an equal share of half of it.
 func queueShare() int64 {
-	return max(queuedBytes/max(passesLive.Load(), 1), minQueuedBytes)
+	n := passesLive.Load()
+	if n <= 1 {
+		return queuedBytes
+	}
+	return max(queuedBytes/2/n, minQueuedBytes)
 }
 
 // aheadShare is a pass's share of readAheadAll now.
