@@ -38,7 +38,7 @@ const (
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers.
-	maxReadAhead = 64
+	maxReadAhead = 40
 )
 
 // blocksLive counts the blocks of all windows (maxReadAhead).
