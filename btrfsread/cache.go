@@ -9,7 +9,7 @@ const (
 	// levels of the trees in use and recently read leaves. Every view of a
 	// live filesystem shares it: a block is checked against what its parent
 	// promises whenever it is used.
-	nodeCacheBytes = 64 << 20
+	nodeCacheBytes = 32 << 20
 	// extentCacheBytes bounds the decompressed extents kept. The engine
 	// reads a 128 KiB compressed extent in 48 KiB pieces, often from several
 	// workers: each is read, verified and decompressed once.
