@@ -4,7 +4,7 @@ import "sendfs/internal/lru"
 
 // The reader's two caches, both byte-bounded and compute-once (internal/lru).
 const (
-	// nodeCacheBytes bounds the tree blocks kept: 4096 blocks of 16 KiB. A
+	// nodeCacheBytes bounds the tree blocks kept: 2048 blocks of 16 KiB. A
 	// walk keeps its own path, so the cache only has to hold the upper
 	// levels of the trees in use and recently read leaves. Every view of a
 	// live filesystem shares it: a block is checked against what its parent
