@@ -4,12 +4,12 @@ import "sendfs/internal/lru"
 
 // The reader's two caches, both byte-bounded and compute-once (internal/lru).
 const (
-	// nodeCacheBytes bounds the tree blocks kept: 4096 blocks of 16 KiB. A
+	// nodeCacheBytes bounds the tree blocks kept: 2048 blocks of 16 KiB. A
 	// walk keeps its own path, so the cache only has to hold the upper
 	// levels of the trees in use and recently read leaves. Every view of a
 	// live filesystem shares it: a block is checked against what its parent
 	// promises whenever it is used.
-	nodeCacheBytes = 64 << 20
+	nodeCacheBytes = 32 << 20
 	// extentCacheBytes bounds the decompressed extents kept. The engine
 	// reads a 128 KiB compressed extent in 48 KiB pieces, often from several
 	// workers: each is read, verified and decompressed once.

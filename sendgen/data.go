@@ -86,25 +86,45 @@ func appendData(cmd []byte, ref *DataRef, read func(*DataRef, []byte) error) ([]
 // cmdBufSize fits any whole protocol-1 command, whose length (header, TLVs
 // and data) the kernel bounds by its 64 KiB send buffer; pipeline buffers
 // start at this size. Later protocols' bigger commands grow them once, and
-// the pool keeps them up to maxPooledBuf.
+// the pool keeps them up to maxPooledBuf. The data commands of small files
+// get buffers of smallBufSize from a pool of their own: WriteTo keeps up to
+// readAhead of them per pass, a quarter of the memory.
 const (
 	cmdBufSize   = 64 << 10
+	smallBufSize = 16 << 10
 	maxPooledBuf = 256 << 10
 )
 
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, cmdBufSize)
-	return &b
-}}
+var bufPool, smallBufPool = newBufPool(cmdBufSize), newBufPool(smallBufSize)
+
+func newBufPool(size int) sync.Pool {
+	return sync.Pool{New: func() any {
+		b := make([]byte, 0, size)
+		return &b
+	}}
+}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
-// putBuf returns a buffer to the pool unless it grew beyond maxPooledBuf
+// getBufFor returns a buffer for n bytes (a smaller one when n is small).
+func getBufFor(n int) *[]byte {
+	if n <= smallBufSize {
+		return smallBufPool.Get().(*[]byte)
+	}
+	return getBuf()
+}
+
+// putBuf returns a buffer to its pool unless it grew beyond maxPooledBuf
 // (keeping a huge buffer alive for every rare big command is worse).
 func putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
+	switch c := cap(*b); {
+	case c > maxPooledBuf:
 		return
+	case c < cmdBufSize:
+		*b = (*b)[:0]
+		smallBufPool.Put(b)
+	default:
+		*b = (*b)[:0]
+		bufPool.Put(b)
 	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
 }

@@ -37,8 +37,9 @@ const (
 	keepBehind = 3
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
-	// memory stays bounded whatever the number of readers.
-	maxReadAhead = 64
+	// memory stays bounded whatever the number of readers (8 readers hold
+	// 32 blocks at and behind their reads, and 8 ahead).
+	maxReadAhead = 40
 )
 
 // blocksLive counts the blocks of all windows (maxReadAhead).

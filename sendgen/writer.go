@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // WriteTo's pipeline: the engine encodes metadata commands and hands data
@@ -17,15 +18,44 @@ import (
 // command's worker. The engine may run far ahead of the writer: where the
 // stream is big files it costs little and where it is small files it is
 // the slower side, so the time it banks over big files is spent over small
-// ones. Its queue is bounded by queueLen chunks and queuedBytes of encoded
-// bytes not counting unread data; the workers read at most readAhead data
-// commands ahead of the writer (about 3 MiB in protocol 1).
+// ones. Its queue is bounded by queueLen chunks and by a share of
+// queuedBytes: the encoded bytes queued, unread data not counted, plus
+// chunkCost per chunk. queuedBytes bounds the queues of all passes of the
+// process together (a mount serving many readers), each pass getting an
+// equal share of at least minQueuedBytes; a pass alone (sendfs send) gets
+// it all. The workers read at most readAhead data commands ahead of the
+// writer (about 3 MiB in protocol 1), fewer when more passes run: all
+// passes together read at most readAheadAll ahead, each pass at least
+// minReadAhead.
 const (
-	queueLen      = 1 << 14
-	queuedBytes   = 16 << 20
-	readAhead     = 64
-	metaBatchSize = cmdBufSize / 2 // flush metadata to the writer at this size
+	queueLen       = 1 << 14
+	queuedBytes    = 16 << 20
+	minQueuedBytes = 1 << 20
+	chunkCost      = 320 // what a queued chunk costs besides its bytes (struct, channel)
+	readAhead      = 64
+	readAheadAll   = 2 * readAhead
+	minReadAhead   = 16
+	metaBatchSize  = cmdBufSize / 2 // flush metadata to the writer at this size
 )
+
+// passesLive counts the WriteTo passes running in the process, which share
+// queuedBytes and readAheadAll.
+var passesLive atomic.Int64
+
+// queueShare is a pass's share of queuedBytes now: all of it alone, else
+// an equal share of half of it.
+func queueShare() int64 {
+	n := passesLive.Load()
+	if n <= 1 {
+		return queuedBytes
+	}
+	return max(queuedBytes/2/n, minQueuedBytes)
+}
+
+// aheadShare is a pass's share of readAheadAll now.
+func aheadShare() int64 {
+	return min(max(readAheadAll/max(passesLive.Load(), 1), minReadAhead), readAhead)
+}
 
 // chunk is one unit of the pipeline: a batch of whole metadata commands, or
 // one data command whose worker appends the data and seals it.
@@ -68,23 +98,24 @@ func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) er
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	ch.buf = getBuf()
+	ch.buf = getBufFor(len(ch.meta) + int(ch.ref.Len))
 	b, err := appendData(append((*ch.buf)[:0], ch.meta...), &ch.ref, read)
 	*ch.buf = b
 	return err
 }
 
-// budget bounds the bytes queued between the engine and the writer. One
-// item bigger than the whole budget passes when nothing else is queued.
+// budget bounds what one pass has queued for its writer (encoded bytes, or
+// data commands read ahead) to limit(), which may change while the pass
+// runs. One item bigger than the limit passes when nothing else is queued.
 type budget struct {
 	mu    sync.Mutex
 	more  sync.Cond
-	left  int64
-	total int64
+	used  int64
+	limit func() int64
 }
 
-func newBudget(ctx context.Context, n int64) (*budget, func() bool) {
-	b := &budget{left: n, total: n}
+func newBudget(ctx context.Context, limit func() int64) (*budget, func() bool) {
+	b := &budget{limit: limit}
 	b.more.L = &b.mu
 	return b, context.AfterFunc(ctx, func() {
 		b.mu.Lock()
@@ -93,23 +124,23 @@ func newBudget(ctx context.Context, n int64) (*budget, func() bool) {
 	})
 }
 
-// take waits until n bytes fit, or ctx is done.
+// take waits until n more fit, or ctx is done.
 func (b *budget) take(ctx context.Context, n int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.left < n && b.left < b.total {
+	for b.used > 0 && b.used+n > b.limit() {
 		if err := context.Cause(ctx); err != nil {
 			return err
 		}
 		b.more.Wait()
 	}
-	b.left -= n
+	b.used += n
 	return nil
 }
 
 func (b *budget) give(n int64) {
 	b.mu.Lock()
-	b.left += n
+	b.used -= n
 	b.more.Broadcast()
 	b.mu.Unlock()
 }
@@ -171,9 +202,12 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 
 	jobs := make(chan *chunk, queueLen)
 	ordered := make(chan *chunk, queueLen)
-	ahead := make(chan struct{}, readAhead)
-	queued, stopWaking := newBudget(ctx, queuedBytes)
+	passesLive.Add(1)
+	defer passesLive.Add(-1)
+	queued, stopWaking := newBudget(ctx, queueShare)
 	defer stopWaking()
+	ahead, stopWakingAhead := newBudget(ctx, aheadShare)
+	defer stopWakingAhead()
 	var workers sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		// A worker takes a slot of ahead (freed by the writer) before
@@ -181,9 +215,7 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 		// waits for first.
 		workers.Go(func() {
 			for {
-				select {
-				case ahead <- struct{}{}:
-				case <-ctx.Done():
+				if ahead.take(ctx, 1) != nil {
 					for ch := range jobs {
 						ch.done <- context.Cause(ctx)
 					}
@@ -214,9 +246,9 @@ func (s *Stream) writeFrom(ctx context.Context, w io.Writer, from resumePoint, p
 	}()
 
 	at, err := s.enc.writeOrdered(ctx, w, ordered, func(ch *chunk) {
-		queued.give(int64(len(ch.meta)))
+		queued.give(chunkCost + int64(len(ch.meta)))
 		if ch.data {
-			<-ahead
+			ahead.give(1)
 		}
 	}, from, progress)
 	if err != nil {
@@ -351,7 +383,7 @@ func (p *pipeSink) emit(c *Command) error {
 	}
 	prefix := p.skeleton(make([]byte, 0, n-int64(c.Data.Len)), c)
 	p.hash.Write(prefix)
-	if err := p.queued.take(p.ctx, int64(len(prefix))); err != nil {
+	if err := p.queued.take(p.ctx, chunkCost+int64(len(prefix))); err != nil {
 		return err
 	}
 	ch := getChunk(prefix, true)
@@ -372,7 +404,7 @@ func (p *pipeSink) flush() error {
 	if len(p.meta) == 0 {
 		return nil
 	}
-	if err := p.queued.take(p.ctx, int64(len(p.meta))); err != nil {
+	if err := p.queued.take(p.ctx, chunkCost+int64(len(p.meta))); err != nil {
 		return err
 	}
 	ch := getChunk(slices.Clone(p.meta), false)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -122,6 +123,20 @@ sends READY=1 once the tree answers and STOPPING=1 when it unmounts.`,
 	}
 }
 
+// mountMemoryLimit is the mount's soft memory limit (runtime/debug), unless
+// GOMEMLIMIT sets another. What the mount keeps is bounded (caches, queues
+// and read-ahead shared by all readers, under 200 MiB with 8 readers at
+// once); the limit keeps the garbage collector from letting the heap grow
+// to twice that between collections.
+const mountMemoryLimit = 224 << 20
+
+// limitMemory sets mountMemoryLimit unless GOMEMLIMIT is set.
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(mountMemoryLimit)
+	}
+}
+
 // runMount serves the devices args[:n-1] at args[n-1] until unmounted:
 // from outside, or when ctx is cancelled (SIGINT, SIGTERM).
 func runMount(ctx context.Context, opts MountOptions, con *console, args []string) error {
@@ -158,6 +173,7 @@ func runMount(ctx context.Context, opts MountOptions, con *console, args []strin
 		logTo = detached
 	}
 	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
+	limitMemory()
 	fsys, err := openFS(devices, opts.DeviceOptions, log)
 	if err != nil {
 		return err
