@@ -18,7 +18,7 @@ import (
 // Reading a block device. Its page cache is both slow and unsafe here:
 // buffered reads of a loop device ran at ~300 MB/s from a dropped cache
 // while O_DIRECT reads of 64 KiB ran at ~2.8 GB/s and of 1 MiB at ~5 GB/s
-// (README, "Speed"), and the kernel writes a filesystem it has mounted with
+// (BenchmarkLiveDevice; README, "Live filesystems"), and the kernel writes a filesystem it has mounted with
 // bios that bypass that cache, so a page read before can hold a block as it
 // was several commits ago. So a block device is read only with O_DIRECT:
 //   - through windows: aligned 64 KiB pieces of the device, read once and

@@ -54,6 +54,12 @@ func newSizeCache(ctx context.Context, dir string, log *slog.Logger) *sizeCache 
 // until it has its size.
 func (c *sizeCache) size(ctx context.Context, s pairStream, urgent bool) (int64, error) {
 	key := s.CacheKey()
+	get := func() (int64, error) {
+		return c.known.Get(key, func() (int64, error) { return c.compute(key, s) })
+	}
+	if c.known.Contains(key) {
+		return get() // known: no computation to wait for
+	}
 	if urgent {
 		defer c.prio.want(key)()
 	}
@@ -63,7 +69,7 @@ func (c *sizeCache) size(ctx context.Context, s pairStream, urgent bool) (int64,
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := c.known.Get(key, func() (int64, error) { return c.compute(key, s) })
+		n, err := get()
 		done <- result{n, err}
 	}()
 	select {

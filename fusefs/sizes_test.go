@@ -18,6 +18,9 @@ type blockingStream struct {
 
 func (s *blockingStream) Size(ctx context.Context) (int64, error) {
 	<-s.release
+	if err := ctx.Err(); err != nil {
+		return 0, err // computed under a caller's context that ended
+	}
 	return s.fakeStream.Size(ctx)
 }
 

@@ -32,7 +32,7 @@ type streamFile struct {
 
 	mu sync.Mutex
 	// active serves the open handles, which share its command index
-	// (built if a reader jumps); it is dropped with the last close, so
+	// (built only if a reader jumps); it is dropped with the last close, so
 	// that the kernel keeping the node cached does not keep a
 	// metadata-sized index in memory.
 	active    pairStream

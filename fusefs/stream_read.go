@@ -78,7 +78,7 @@ func (h *streamHandle) read(p []byte, off, size int64) (fuse.ReadResult, error) 
 }
 
 // view reads up to len(buf) bytes at off: the first bytes of the stream
-// through readPrefix, the others through the handle's reader, lent when
+// through ReadPrefixAt, the others through the handle's reader, lent when
 // it can.
 func (h *streamHandle) view(buf []byte, off int64) (sendgen.View, error) {
 	if pr, ok := h.s.(prefixReader); ok && !h.hasReader.Load() && off+int64(len(buf)) <= sendgen.PrefixLimit {

@@ -102,7 +102,7 @@ func (r *Root) computeSize(p pair, urgent bool) error {
 		case <-r.ctx.Done():
 			return r.ctx.Err()
 		}
-		_, err = r.sizes.size(r.ctx, s, urgent)
+		_, err = r.sizes.size(r.ctx, s, false) // urgency registered above
 	}
 	if err != nil && r.ctx.Err() == nil {
 		r.logSizeFailure(p.label(), err)

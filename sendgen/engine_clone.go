@@ -68,8 +68,11 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 		// reference, ours, which one search of the extent tree tells
 		// without reading (and caching) the backrefs.
 		refs, err := s.send.FS().ExtentRefs(fe.DiskBytenr)
-		if notFound(err) || err == nil && refs == 1 {
+		switch {
+		case notFound(err) || err == nil && refs == 1:
 			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("references of extent at %d: %w", fe.DiskBytenr, err)
 		}
 	}
 	refs, brs, err := s.send.FS().DataBackrefs(fe.DiskBytenr)
@@ -79,7 +82,7 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 	if err != nil {
 		return nil, fmt.Errorf("backrefs of extent at %d: %w", fe.DiskBytenr, err)
 	}
-	if (refs == 1 && len(roots) == 1) || refs > maxExtentRefs {
+	if refs > maxExtentRefs {
 		return nil, nil
 	}
 	cands, err := s.cloneCandidates(roots, fe.DiskBytenr, brs)

@@ -3,7 +3,6 @@ package sendgen
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"sync"
 )
@@ -76,11 +75,10 @@ func (s *Stream) runBuild(ctx context.Context, b *planBuild) {
 		return
 	}
 	p := pb.finish()
-	if known := s.knownSize(); known >= 0 && known != p.size {
-		b.end(nil, fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, p.size, known))
+	if err := s.settleSize(p.size); err != nil {
+		b.end(nil, err)
 		return
 	}
-	s.learnSize(p.size)
 	b.end(p, nil)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"sync"
 )
 
@@ -58,15 +57,6 @@ func (r *Reader) detach(b *planBuild) {
 		r.b = nil
 		r.s.detachBuild(b)
 	}
-}
-
-// Size is the stream's length; it waits for the whole index.
-func (r *Reader) Size() (int64, error) {
-	p, err := r.cover(math.MaxInt64)
-	if err != nil {
-		return 0, err
-	}
-	return p.size, nil
 }
 
 // ReadAt reads len(p) bytes at off, like io.ReaderAt.

@@ -53,10 +53,10 @@ func checkRanges(t testing.TB, s *Stream, want []byte, n, maxLen int, rng *rand.
 	}
 }
 
-// readerSize is r.Size, which must not fail.
+// readerSize is the length of r's stream, which must not fail.
 func readerSize(t testing.TB, r *Reader) int64 {
 	t.Helper()
-	n, err := r.Size()
+	n, err := r.s.Size(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

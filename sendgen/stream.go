@@ -249,11 +249,16 @@ func (s *Stream) knownSize() int64 {
 	return s.size
 }
 
-// learnSize remembers a size found by a pass that generated the whole stream.
-func (s *Stream) learnSize(n int64) {
+// settleSize checks the length n a pass that generated the whole stream
+// found against a counted size, and remembers it.
+func (s *Stream) settleSize(n int64) error {
 	s.sizeMu.Lock()
+	defer s.sizeMu.Unlock()
+	if s.size >= 0 && s.size != n {
+		return fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, n, s.size)
+	}
 	s.size = n
-	s.sizeMu.Unlock()
+	return nil
 }
 
 // counter is the counting sink: the encoder's lengths, no data.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sendfs/internal/testimage"
 )
 
 // BenchmarkTable prints issue 13's table in one run on one corpus: each
@@ -24,7 +26,7 @@ import (
 // Run it with `make bench` (last) or `make bench-table`.
 func BenchmarkTable(b *testing.B) {
 	requireFUSE(b)
-	requireTools(b, "rclone", "/usr/bin/time")
+	testimage.Require(b, false, "rclone", "/usr/bin/time")
 	c := buildTableCorpus(b, tableScale())
 	rows := []tableRow{
 		c.catRow(b),

@@ -6,13 +6,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"sendfs/internal/testenv"
+	"sendfs/internal/testimage"
 )
 
 // TestClientReads: whatever the order and concurrency of its reads, every
@@ -24,7 +23,7 @@ import (
 // byte comes from the page cache of an earlier one.
 func TestClientReads(t *testing.T) {
 	requireFUSE(t)
-	requireTools(t, "rclone", "restic")
+	testimage.Require(t, false, "rclone", "restic")
 	fs := newFS(t, fsOpts{Size: 1 << 30})
 	data := subvolCreate(t, fs, "data")
 	writeFile(t, filepath.Join(data, "big"), random(24<<20+4321, 1))
@@ -80,16 +79,6 @@ func TestClientReads(t *testing.T) {
 				sameBytes(t, c.name+", "+s.what+" stream", s.want, got[i])
 			}
 		})
-	}
-}
-
-// requireTools fails under CI=true, or skips, when a program is missing.
-func requireTools(t testing.TB, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			testenv.Unavailable(t, name+" not installed (make deps)")
-		}
 	}
 }
 
