@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // priority lets the sizes a lookup waits for go first: a size computed
@@ -39,9 +40,16 @@ func (p *priority) want(key string) (done func()) {
 	}
 }
 
+// maxPause bounds one pause: a background pass goes on after it even if
+// lookups still wait, so that no chain of waits (a lookup waiting for
+// something a paused pass holds) can stop it for good.
+const maxPause = 100 * time.Millisecond
+
 // yield returns at once for a computation of key that a lookup waits for,
-// else once no lookup waits for anything (or ctx ends).
+// else once no lookup waits for anything, after maxPause, or when ctx ends.
 func (p *priority) yield(ctx context.Context, key string) error {
+	timeout := time.NewTimer(maxPause)
+	defer timeout.Stop()
 	for {
 		p.mu.Lock()
 		idle := p.idle
@@ -52,6 +60,8 @@ func (p *priority) yield(ctx context.Context, key string) error {
 		}
 		select {
 		case <-idle:
+		case <-timeout.C:
+			return nil
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

@@ -8,8 +8,9 @@ import (
 )
 
 // TestPriority: a computation nobody waits for yields while a lookup waits
-// for another key, and goes on when that lookup is done; a computation a
-// lookup waits for never yields; a yield ends with its context.
+// for another key, and goes on when that lookup is done or after maxPause;
+// a computation a lookup waits for never yields; a yield ends with its
+// context.
 func TestPriority(t *testing.T) {
 	var p priority
 	if err := p.yield(context.Background(), "bg"); err != nil {
@@ -24,7 +25,7 @@ func TestPriority(t *testing.T) {
 	select {
 	case err := <-resumed:
 		t.Fatalf("background computation went on while a lookup waited (%v)", err)
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(maxPause / 2):
 	}
 	done()
 	if err := <-resumed; err != nil {
@@ -32,6 +33,10 @@ func TestPriority(t *testing.T) {
 	}
 
 	defer p.want("fg")()
+	start := time.Now()
+	if err := p.yield(context.Background(), "bg"); err != nil || time.Since(start) < maxPause {
+		t.Errorf("a pause ended after %v (%v), want maxPause", time.Since(start), err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := p.yield(ctx, "bg"); !errors.Is(err, context.Canceled) {
