@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,16 +29,51 @@ func BenchmarkTable(b *testing.B) {
 	requireFUSE(b)
 	testimage.Require(b, false, "rclone", "/usr/bin/time")
 	c := buildTableCorpus(b, tableScale())
-	rows := []tableRow{
-		c.catRow(b),
-		c.rcloneRow(b),
-		c.firstByteRow(b),
-		c.coldStatRow(b),
-		c.coldListRow(b),
-		c.readersRow(b),
+	one := func(row func(*testing.B) tableRow) func(*testing.B) []tableRow {
+		return func(b *testing.B) []tableRow { return []tableRow{row(b)} }
 	}
-	rows = append(rows, c.kernelRows(b)...)
+	measures := []struct {
+		name string
+		rows func(*testing.B) []tableRow
+	}{
+		{"cat", one(c.catRow)},
+		{"rclone", one(c.rcloneRow)},
+		{"firstbyte", one(c.firstByteRow)},
+		{"stat", one(c.coldStatRow)},
+		{"ls", one(c.coldListRow)},
+		{"readers", one(c.readersRow)},
+		{"kernel", c.kernelRows},
+	}
+	var names []string
+	for _, m := range measures {
+		names = append(names, m.name)
+	}
+	only := tableRowFilter(b, names)
+	var rows []tableRow
+	for _, m := range measures {
+		if only == nil || only[m.name] {
+			rows = append(rows, m.rows(b)...)
+		}
+	}
 	c.printTable(rows)
+}
+
+// tableRowFilter is the set of rows SENDFS_BENCH_ROWS names (comma
+// separated, from names), or nil for every row.
+func tableRowFilter(b *testing.B, names []string) map[string]bool {
+	s := os.Getenv("SENDFS_BENCH_ROWS")
+	if s == "" {
+		return nil
+	}
+	only := map[string]bool{}
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(names, name) {
+			b.Fatalf("SENDFS_BENCH_ROWS=%q: no row %q (rows: %s)", s, name, strings.Join(names, ", "))
+		}
+		only[name] = true
+	}
+	return only
 }
 
 // tableScale is SENDFS_BENCH_SCALE when set, else benchScale().
