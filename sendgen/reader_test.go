@@ -283,7 +283,7 @@ func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight i
 			r.win.mu.Lock()
 			n := len(r.win.blocks)
 			r.win.mu.Unlock()
-			if n > maxAhead+maxWindowRead/blockSize+keepBehind {
+			if n > maxBehind+maxWindowRead/blockSize+maxAhead {
 				t.Errorf("window holds %d blocks", n)
 			}
 		})
@@ -313,6 +313,50 @@ func TestReaderWindow(t *testing.T) {
 		if tc.wantLent && lent < requests/2 || !tc.wantLent && lent > 0 {
 			t.Errorf("requests of %d bytes: %d of %d views lent", tc.req, lent, requests)
 		}
+	}
+}
+
+// TestReaderReordered: with the process's read-ahead used up by other
+// readers (the window makes only the blocks asked for), requests that
+// overtake each other by up to maxAhead blocks, or come maxBehind blocks
+// late, are still served by the sequential pass: no plan is built.
+func TestReaderReordered(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
+	blocksLive.Add(maxReadAhead)
+	defer blocksLive.Add(-maxReadAhead)
+	r, err := st.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n := (int64(len(want)) + blockSize - 1) / blockSize
+	var order []int64
+	for k := range min(n, 3) {
+		order = append(order, k)
+	}
+	// Groups of maxAhead blocks, each read last block first.
+	for lo := int64(3); lo < n; lo += maxAhead {
+		for k := min(lo+maxAhead, n) - 1; k >= lo; k-- {
+			order = append(order, k)
+		}
+	}
+	for _, k := range order {
+		off := k * blockSize
+		v, err := r.ReadView(make([]byte, blockSize), off)
+		if err != nil {
+			t.Fatalf("block %d: %v", k, err)
+		}
+		if !bytes.Equal(v.Data, want[off:min(off+blockSize, int64(len(want)))]) {
+			t.Fatalf("block %d differs from WriteTo", k)
+		}
+		v.Release()
+	}
+	st.planMu.Lock()
+	defer st.planMu.Unlock()
+	if st.build != nil {
+		t.Errorf("reads in the order %v built a plan", order)
 	}
 }
 
