@@ -32,15 +32,15 @@ const (
 	// slightly out of order, so "exactly there" would miss some.
 	nearBlocks = 2
 	// The kernel's readahead requests overtake each other on a loaded
-	// machine, several MiB apart with many readers. A read at most
-	// maxAhead blocks past the window's end extends it (the blocks
-	// between are filled in order), and blocks behind the last read are
-	// kept for the requests still on their way: one that reads took whole
-	// goes at once, one read in part stays keepBehind blocks, one not read
-	// at all maxBehind blocks. A request that comes later still is a read
-	// of its own, which builds the stream's plan: 80 MiB per 100,000 files.
-	keepBehind = 3
-	maxBehind  = maxAhead
+	// machine, several MiB apart with many readers, and they are not
+	// always aligned on blocks. A read at most maxAhead blocks past the
+	// window's end extends it (the blocks between are filled in order),
+	// and a block behind the last read is kept for the requests still on
+	// their way until reads have taken all of it, or for maxBehind blocks.
+	// A request that comes later still is a read of its own, which builds
+	// the stream's plan (80 MiB per 100,000 files) or, close to the last
+	// read, starts the pass again.
+	maxBehind = maxAhead
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers (8 readers hold
@@ -167,16 +167,11 @@ func (r *Reader) acquire(off, end int64) []*block {
 }
 
 // dropBehind releases the blocks before block lo that no request on its
-// way will want (keepBehind, maxBehind). A request overtaken by later ones
-// still finds the block it wants.
+// way will want (maxBehind).
 func (w *window) dropBehind(lo int64) {
 	n := 0
-	for ; n < len(w.blocks); n++ {
-		b := w.blocks[n]
-		behind := lo - b.k
-		if behind <= 0 || b.served == 0 && behind <= maxBehind || b.served < blockSize && behind <= keepBehind {
-			break
-		}
+	for n < len(w.blocks) && w.blocks[n].k < lo && (w.blocks[n].served >= blockSize || lo-w.blocks[n].k > maxBehind) {
+		n++
 	}
 	w.drop(n)
 }
