@@ -318,8 +318,9 @@ func TestReaderWindow(t *testing.T) {
 
 // TestReaderReordered: with the process's read-ahead used up by other
 // readers (the window makes only the blocks asked for), requests that
-// overtake each other by up to maxAhead blocks, or come maxBehind blocks
-// late, are still served by the sequential pass: no plan is built.
+// overlap, overtake each other by up to maxAhead blocks or come late for
+// the rest of a block are still served by the sequential pass: no plan is
+// built.
 func TestReaderReordered(t *testing.T) {
 	cmds := windowCommands()
 	want := writeAll(t, synthStream(t, 1, cmds))
@@ -331,32 +332,35 @@ func TestReaderReordered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	n := (int64(len(want)) + blockSize - 1) / blockSize
-	var order []int64
-	for k := range min(n, 3) {
-		order = append(order, k)
-	}
-	// Groups of maxAhead blocks, each read last block first.
-	for lo := int64(3); lo < n; lo += maxAhead {
+	type read struct{ off, n int64 }
+	const tail = 64 << 10
+	reads := []read{{0, blockSize}, {blockSize, blockSize}, {2 * blockSize, blockSize},
+		// Block 3's head twice, its middle, the next blocks, its tail.
+		{3 * blockSize, tail}, {3 * blockSize, tail}, {3*blockSize + tail, blockSize - 2*tail},
+		{4 * blockSize, blockSize}, {5 * blockSize, blockSize}, {6 * blockSize, blockSize},
+		{4*blockSize - tail, tail}}
+	// Then groups of maxAhead requests, each group last first, one page
+	// off the blocks.
+	n := int64(len(want)) / blockSize
+	for lo := int64(7); lo < n; lo += maxAhead {
 		for k := min(lo+maxAhead, n) - 1; k >= lo; k-- {
-			order = append(order, k)
+			reads = append(reads, read{k*blockSize + 4096, blockSize})
 		}
 	}
-	for _, k := range order {
-		off := k * blockSize
-		v, err := r.ReadView(make([]byte, blockSize), off)
+	for _, rd := range reads {
+		v, err := r.ReadView(make([]byte, rd.n), rd.off)
 		if err != nil {
-			t.Fatalf("block %d: %v", k, err)
+			t.Fatalf("read at %d: %v", rd.off, err)
 		}
-		if !bytes.Equal(v.Data, want[off:min(off+blockSize, int64(len(want)))]) {
-			t.Fatalf("block %d differs from WriteTo", k)
+		if !bytes.Equal(v.Data, want[rd.off:min(rd.off+rd.n, int64(len(want)))]) {
+			t.Fatalf("read at %d differs from WriteTo", rd.off)
 		}
 		v.Release()
 	}
 	st.planMu.Lock()
 	defer st.planMu.Unlock()
 	if st.build != nil {
-		t.Errorf("reads in the order %v built a plan", order)
+		t.Errorf("reads %v built a plan", reads)
 	}
 }
 

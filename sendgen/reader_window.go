@@ -69,7 +69,24 @@ type block struct {
 	data    []byte
 	err     error
 	refs    atomic.Int32
-	served  int64 // bytes reads have taken from the block, under the window's mu
+	taken   [blockSize / takenPage / 64]uint64 // pages reads took whole, under the window's mu
+}
+
+// takenPage is the unit in which a block notes what reads took: the
+// kernel's page, which its requests are aligned on (not on blocks).
+const takenPage = 4096
+
+// took notes that a read took the block's bytes [from, to), offsets in the
+// block: the pages wholly inside.
+func (b *block) took(from, to int64) {
+	for p := (from + takenPage - 1) / takenPage; p < to/takenPage; p++ {
+		b.taken[p/64] |= 1 << (p % 64)
+	}
+}
+
+// takenWhole reports whether reads took every page of the block.
+func (b *block) takenWhole() bool {
+	return !slices.ContainsFunc(b.taken[:], func(w uint64) bool { return w != math.MaxUint64 })
 }
 
 func newBlock(k int64) *block {
@@ -158,7 +175,7 @@ func (r *Reader) acquire(off, end int64) []*block {
 	held := slices.Clone(w.blocks[lo-w.lo : last-w.lo+1])
 	for _, b := range held {
 		b.refs.Add(1)
-		b.served += min(end, (b.k+1)*blockSize) - max(off, b.k*blockSize)
+		b.took(max(off-b.k*blockSize, 0), min(end-b.k*blockSize, blockSize))
 	}
 	if w.feed == nil && len(w.blocks) > int(last-w.lo+1) {
 		w.startWorkers(r)
@@ -170,7 +187,7 @@ func (r *Reader) acquire(off, end int64) []*block {
 // way will want (maxBehind).
 func (w *window) dropBehind(lo int64) {
 	n := 0
-	for n < len(w.blocks) && w.blocks[n].k < lo && (w.blocks[n].served >= blockSize || lo-w.blocks[n].k > maxBehind) {
+	for n < len(w.blocks) && w.blocks[n].k < lo && (w.blocks[n].takenWhole() || lo-w.blocks[n].k > maxBehind) {
 		n++
 	}
 	w.drop(n)
