@@ -318,9 +318,9 @@ func TestReaderWindow(t *testing.T) {
 
 // TestReaderReordered: with the process's read-ahead used up by other
 // readers (the window makes only the blocks asked for), requests that
-// overlap, overtake each other by up to maxAhead blocks or come late for
-// the rest of a block are still served by the sequential pass: no plan is
-// built.
+// overlap, overtake each other by up to maxAhead blocks, come late for the
+// rest of a block or again for the block just read are all served by the
+// one sequential pass: it is not started again and no plan is built.
 func TestReaderReordered(t *testing.T) {
 	cmds := windowCommands()
 	want := writeAll(t, synthStream(t, 1, cmds))
@@ -334,7 +334,7 @@ func TestReaderReordered(t *testing.T) {
 	defer r.Close()
 	type read struct{ off, n int64 }
 	const tail = 64 << 10
-	reads := []read{{0, blockSize}, {blockSize, blockSize}, {2 * blockSize, blockSize},
+	reads := []read{{0, blockSize}, {blockSize, blockSize}, {2 * blockSize, blockSize}, {blockSize, 4096},
 		// Block 3's head twice, its middle, the next blocks, its tail.
 		{3 * blockSize, tail}, {3 * blockSize, tail}, {3*blockSize + tail, blockSize - 2*tail},
 		{4 * blockSize, blockSize}, {5 * blockSize, blockSize}, {6 * blockSize, blockSize},
@@ -347,7 +347,8 @@ func TestReaderReordered(t *testing.T) {
 			reads = append(reads, read{k*blockSize + 4096, blockSize})
 		}
 	}
-	for _, rd := range reads {
+	var feed *feed
+	for i, rd := range reads {
 		v, err := r.ReadView(make([]byte, rd.n), rd.off)
 		if err != nil {
 			t.Fatalf("read at %d: %v", rd.off, err)
@@ -356,6 +357,13 @@ func TestReaderReordered(t *testing.T) {
 			t.Fatalf("read at %d differs from WriteTo", rd.off)
 		}
 		v.Release()
+		r.win.mu.Lock()
+		if i == 0 {
+			feed = r.win.feed
+		} else if r.win.feed != feed {
+			t.Errorf("the read at %d started the pass again", rd.off)
+		}
+		r.win.mu.Unlock()
 	}
 	st.planMu.Lock()
 	defer st.planMu.Unlock()

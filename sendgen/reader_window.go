@@ -37,14 +37,18 @@ const (
 	// window's end extends it (the blocks between are filled in order),
 	// and a block behind the last read is kept for the requests still on
 	// their way until reads have taken all of it, or for maxBehind blocks.
-	// A request that comes later still is a read of its own, which builds
+	// One that reads took whole stays keepTaken blocks: the kernel asks
+	// again for pages it dropped from its cache before the reader got to
+	// them (seen 1 block back, with streams bigger than the memory). A
+	// request that comes later still is a read of its own, which builds
 	// the stream's plan (80 MiB per 100,000 files) or, close to the last
 	// read, starts the pass again.
 	maxBehind = maxAhead
+	keepTaken = 1
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers (8 readers hold
-	// about 8 blocks at their reads, and the rest ahead).
+	// about 16 blocks at and just behind their reads, and the rest ahead).
 	maxReadAhead = 24
 )
 
@@ -187,7 +191,7 @@ func (r *Reader) acquire(off, end int64) []*block {
 // way will want (maxBehind).
 func (w *window) dropBehind(lo int64) {
 	n := 0
-	for n < len(w.blocks) && w.blocks[n].k < lo && (w.blocks[n].takenWhole() || lo-w.blocks[n].k > maxBehind) {
+	for n < len(w.blocks) && (lo-w.blocks[n].k > keepTaken && w.blocks[n].takenWhole() || lo-w.blocks[n].k > maxBehind) {
 		n++
 	}
 	w.drop(n)
