@@ -39,12 +39,14 @@ const (
 	// their way until reads have taken all of it, or for maxBehind blocks.
 	// One that reads took whole stays keepTaken blocks: the kernel asks
 	// again for pages it dropped from its cache before the reader got to
-	// them (seen 1 block back, with streams bigger than the memory). A
+	// them (with streams bigger than the memory), as far back as its
+	// readahead runs ahead of the reader: 1 MiB (raiseReadahead in
+	// fusefs), seen 1 and 2 blocks back. A
 	// request that comes later still is a read of its own, which builds
 	// the stream's plan (80 MiB per 100,000 files) or, close to the last
 	// read, starts the pass again.
 	maxBehind = maxAhead
-	keepTaken = 1
+	keepTaken = 2
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers (8 readers hold
