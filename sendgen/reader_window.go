@@ -41,16 +41,17 @@ const (
 	// again for pages it dropped from its cache before the reader got to
 	// them (with streams bigger than the memory), as far back as its
 	// readahead runs ahead of the reader: 1 MiB (raiseReadahead in
-	// fusefs), seen 1 and 2 blocks back. A
-	// request that comes later still is a read of its own, which builds
-	// the stream's plan (80 MiB per 100,000 files) or, close to the last
-	// read, starts the pass again.
+	// fusefs), seen 1 and 2 blocks back. A request that comes later still
+	// is a read of its own, which builds the stream's plan (80 MiB per
+	// 100,000 files) or, close to the last read, starts the pass again.
 	maxBehind = maxAhead
 	keepTaken = 2
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers (8 readers hold
-	// about 16 blocks at and just behind their reads, and the rest ahead).
+	// about 24 blocks at and just behind their reads; their feeds then
+	// fill each block as it is read, from WriteTo's queue, which still
+	// runs ahead).
 	maxReadAhead = 24
 )
 
