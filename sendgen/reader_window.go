@@ -41,9 +41,13 @@ const (
 	// again for pages it dropped from its cache before the reader got to
 	// them (with streams bigger than the memory), as far back as its
 	// readahead runs ahead of the reader: 1 MiB (raiseReadahead in
-	// fusefs), seen 1 and 2 blocks back. A request that comes later still
-	// is a read of its own, which builds the stream's plan (80 MiB per
-	// 100,000 files) or, close to the last read, starts the pass again.
+	// fusefs), seen 1 to 3 blocks back. A request for a block dropped
+	// since, up to maxBehind blocks behind the window, is served by a feed
+	// of its own that stops once its blocks are filled (refetch): an
+	// engine pass up to there without data, rather than the stream's plan
+	// (80 MiB per 100,000 files), and the window stays as it is. A request
+	// that comes later still is a read of its own, which builds the plan
+	// or, close to the last read, starts the pass again.
 	maxBehind = maxAhead
 	keepTaken = 2
 	// maxReadAhead bounds the blocks of all windows of the process
@@ -150,6 +154,8 @@ func (r *Reader) acquire(off, end int64) []*block {
 	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))+maxAhead
 	switch {
 	case inside:
+	case w.feed != nil && lo < w.lo && lo >= w.lo-maxBehind:
+		return r.refetch(lo, last)
 	case near || first:
 		w.reset()
 		w.lo = lo
@@ -187,6 +193,24 @@ func (r *Reader) acquire(off, end int64) []*block {
 	if w.feed == nil && len(w.blocks) > int(last-w.lo+1) {
 		w.startWorkers(r)
 	}
+	return held
+}
+
+// refetch returns, with a reference each, blocks lo to last filled by a
+// feed of their own, outside the window, which stops once they are.
+func (r *Reader) refetch(lo, last int64) []*block {
+	f := r.startFeed(lo)
+	held := make([]*block, 0, last-lo+1)
+	for k := lo; k <= last; k++ {
+		b := newBlock(k)
+		b.claimed.Store(true)
+		f.add(b)
+		held = append(held, b)
+	}
+	go func() {
+		<-held[len(held)-1].done
+		f.stop()
+	}()
 	return held
 }
 
