@@ -1,11 +1,14 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestHarnessSelfCheck proves the comparison helpers see what they must:
@@ -163,4 +166,35 @@ func TestSameDataDifferentSources(t *testing.T) {
 	if sameDataDifferentSources(kernel, chown) {
 		t.Error("a difference outside data commands must be refused")
 	}
+}
+
+// TestMountHangDump: a test that waits too long for the reply of a mount
+// fails with the stacks of the mount's goroutines, and its wait ends.
+func TestMountHangDump(t *testing.T) {
+	requireFUSE(t)
+	fs := newFS(t, fsOpts{Size: 1 << 30})
+	subvolCreate(t, fs, "data")
+	snapshotRO(t, fs, "data", "snap")
+	remountRO(t, fs)
+	m := startMount(t, fs.Images, "--refresh", "0")
+	must(t, m.cmd.Process.Signal(syscall.SIGSTOP)) // it answers nothing now
+	rec := &recordingTB{TB: t}
+	var statErr error
+	m.within(rec, time.Second, "stat", func() { _, statErr = os.Stat(m.streamPath("snap", "")) })
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "no reply from sendfs mount") || !strings.Contains(rec.errs[0], "goroutine ") || !strings.Contains(rec.errs[0], "SIGQUIT") {
+		t.Errorf("the failure of a hanging mount's test is not its goroutine dump: %q", rec.errs)
+	}
+	if statErr == nil {
+		t.Error("the stat waiting for the mount succeeded after the dump ended it")
+	}
+}
+
+// recordingTB keeps the errors of a test that is meant to fail.
+type recordingTB struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
