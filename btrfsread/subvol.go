@@ -75,7 +75,7 @@ func (fs *FS) rootItem(id uint64) (RootItem, error) {
 	}
 	r, err := ParseRootItem(it.Data)
 	if err != nil {
-		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, it.named(err))
+		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, err)
 	}
 	return r, nil
 }
@@ -187,7 +187,7 @@ func (r *subvolResolver) link(sv *Subvolume, depth int) error {
 	}
 	ref, err := ParseRootRef(it.Data)
 	if err != nil {
-		return fmt.Errorf("subvolume %d backref: %w", sv.ID, it.named(err))
+		return fmt.Errorf("subvolume %d backref: %w", sv.ID, err)
 	}
 	parent, err := r.resolve(it.Key.Offset, depth+1)
 	if err != nil {
