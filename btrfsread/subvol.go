@@ -30,20 +30,23 @@ func (sv *Subvolume) ReadOnly() bool { return sv.Root.Flags&RootSubvolReadOnly !
 func (sv *Subvolume) FS() *FS { return sv.fs }
 
 // String names the subvolume in messages and listings by its path from
-// the top level, as a user can type it back: quoted as a Go string when a
-// name on disk holds bytes that are not printable UTF-8 (a newline or an
-// invalid byte would break a line of output); the top level is
+// the top level, as a user can type it back (QuotePath); the top level is
 // `<top level> (id 5)`.
 func (sv *Subvolume) String() string {
 	if sv.ID == FSTreeID {
 		return "<top level> (id 5)"
 	}
-	for _, r := range sv.Path {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
-			return strconv.Quote(sv.Path)
-		}
+	return QuotePath(sv.Path)
+}
+
+// QuotePath is p as messages and listings print a path: quoted as a Go
+// string when it holds bytes that are not printable UTF-8 (a newline or an
+// invalid byte would break a line of output), else as it is.
+func QuotePath(p string) string {
+	if strings.ContainsFunc(p, func(r rune) bool { return r == unicode.ReplacementChar || !unicode.IsPrint(r) }) {
+		return strconv.Quote(p)
 	}
-	return sv.Path
+	return p
 }
 
 // Tree returns the tree with the given root id, found through its ROOT_ITEM.
