@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,7 +178,8 @@ func TestMountHangDump(t *testing.T) {
 	snapshotRO(t, fs, "data", "snap")
 	remountRO(t, fs)
 	m := startMount(t, fs.Images, "--refresh", "0")
-	must(t, m.cmd.Process.Signal(syscall.SIGSTOP)) // it answers nothing now
+	must(t, m.cmd.Process.Signal(syscall.SIGSTOP))
+	waitStopped(t, m.cmd.Process.Pid) // it answers nothing now
 	rec := &recordingTB{TB: t}
 	var statErr error
 	m.within(rec, time.Second, "stat", func() { _, statErr = os.Stat(m.streamPath("snap", "")) })
@@ -186,6 +188,30 @@ func TestMountHangDump(t *testing.T) {
 	}
 	if statErr == nil {
 		t.Error("the stat waiting for the mount succeeded after the dump ended it")
+	}
+}
+
+// waitStopped waits until every thread of process pid is stopped: a stop
+// signal reaches them one after another, and a thread not yet stopped may
+// still answer a request.
+func waitStopped(t *testing.T, pid int) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		must(t, err)
+		stopped := len(stats) > 0
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			// The state follows the command name, which is in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped a minute after SIGSTOP", pid)
+		}
 	}
 }
 
