@@ -178,6 +178,11 @@ func TestMountHangDump(t *testing.T) {
 	snapshotRO(t, fs, "data", "snap")
 	remountRO(t, fs)
 	m := startMount(t, fs.Images, "--refresh", "0")
+	// Stopped while mounting, the mount could not end: go-fuse opens a
+	// file in it then, and that request would never be answered.
+	if m.waitLog(t, "serving send streams", time.Minute) == "" {
+		t.Fatalf("the mount did not get ready\n%s", m.stderr)
+	}
 	must(t, m.cmd.Process.Signal(syscall.SIGSTOP))
 	waitStopped(t, m.cmd.Process.Pid) // it answers nothing now
 	rec := &recordingTB{TB: t}
