@@ -50,7 +50,10 @@ type Root struct {
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 	owner   owner
-	slots   chan struct{} // one per background size computation (computeSize)
+	// slots and urgentSlots bound the size computations computeSize runs
+	// in the background and for from/ listings, one token each: apart, so
+	// that an urgent one never waits for a slot a paused one holds.
+	slots, urgentSlots chan struct{}
 	// failed is the refresh error last logged (follow.go), so that a
 	// failing poll logs once.
 	failed string
@@ -85,15 +88,16 @@ func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Root{
-		refresh: cfg.Refresh,
-		allSubs: cfg.AllSubvolumes,
-		sizes:   newSizeCache(ctx, cfg.CacheDir, log),
-		open:    open,
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		owner:   owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
-		slots:   make(chan struct{}, runtime.NumCPU()),
+		refresh:     cfg.Refresh,
+		allSubs:     cfg.AllSubvolumes,
+		sizes:       newSizeCache(ctx, cfg.CacheDir, log),
+		open:        open,
+		log:         log,
+		ctx:         ctx,
+		cancel:      cancel,
+		owner:       owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
+		slots:       make(chan struct{}, runtime.NumCPU()),
+		urgentSlots: make(chan struct{}, runtime.NumCPU()),
 	}
 	r.cat.Store(newCatalog(svs, cfg.AllSubvolumes))
 	r.dir = dir{r: r, ino: inoRoot, contents: rootContents{}}

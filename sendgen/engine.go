@@ -224,11 +224,11 @@ func (s *sendCtx) refDirsChanged(k btrfsread.Key, data []byte) (bool, error) {
 		return false, err
 	}
 	for _, dir := range parentDirs(refs) {
-		newGen, err := s.inodeGen(s.send, dir)
+		newGen, err := s.inodes.gen(s.send, dir)
 		if err != nil {
 			return false, err
 		}
-		oldGen, err := s.inodeGen(s.parent, dir)
+		oldGen, err := s.inodes.gen(s.parent, dir)
 		if err != nil {
 			return false, err
 		}

@@ -370,7 +370,7 @@ func (s *sendCtx) sendClone(offset, length uint64, src *cloneSource, srcOff uint
 	}
 	var srcPath []byte
 	if src.root == s.send {
-		gen, err := s.inodeGen(s.send, src.ino)
+		gen, err := s.inodes.gen(s.send, src.ino)
 		if err != nil {
 			return err
 		}
