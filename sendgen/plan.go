@@ -23,6 +23,11 @@ type plan struct {
 	segs  []segment
 	size  int64
 	whole bool // the whole stream: size is its length
+	// file serves a whole plan kept in the cache directory instead of segs
+	// (plan_file.go).
+	file *planFile
+	// bytes is what a page of a plan file costs in memory.
+	bytes int64
 }
 
 // segment is a stretch of the stream starting at off and ending where the

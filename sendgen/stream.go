@@ -117,6 +117,7 @@ type Stream struct {
 
 	planMu sync.Mutex
 	build  *planBuild // the plan, being built or built (plan_build.go); nil before the first Reader
+	plans  *PlanCache // where whole plans are kept across mounts, nil if not (plan_file.go)
 }
 
 // NewStream checks the pair and describes its stream; it generates nothing.

@@ -1,0 +1,235 @@
+package sendgen
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sendfs/btrfsread"
+)
+
+// planFileCommands is a stream of a few thousand small files, whose plan
+// takes many pages: data runs of one and of several commands, holes,
+// inline extents with their bytes.
+func planFileCommands() []Command {
+	s := &synth{chunk: 4096}
+	s.begin()
+	for i := range 3000 {
+		s.file(300+uint64(i), fmt.Sprintf("d/f%04d", i), uint64(i%7)*1000+1, 3, uint64(i%3)*4096+5)
+	}
+	s.end()
+	for i := range s.cmds {
+		if d := s.cmds[i].Data; d != nil && i%5 == 0 && d.Len < 4096 {
+			d.Extent = btrfsread.FileExtent{Type: btrfsread.ExtentInline, Generation: 7, RamBytes: uint64(d.Len), Inline: bytes.Repeat([]byte{byte(i)}, int(d.Len))}
+		}
+	}
+	return s.cmds
+}
+
+// lockedLog is a mount's log as a test reads it.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// cachedStream is a fresh stream of cmds (a new mount) whose plans are
+// kept in dir, with its size known (as the mount's size cache knows it).
+func cachedStream(t *testing.T, cmds []Command, dir string, size int64) (*Stream, *lockedLog) {
+	t.Helper()
+	log := &lockedLog{}
+	s := synthStream(t, 1, cmds)
+	s.UsePlanCache(NewPlanCache(dir, slog.New(slog.NewTextHandler(log, nil))))
+	if size >= 0 {
+		if err := s.settleSize(size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, log
+}
+
+// keepPlan builds the plan of a stream of cmds with the cache in dir, as a
+// reader that jumps does, and waits until it is kept.
+func keepPlan(t *testing.T, cmds []Command, dir string, want []byte) {
+	t.Helper()
+	s, log := cachedStream(t, cmds, dir, int64(len(want)))
+	r, _ := s.NewReader(context.Background())
+	off := int64(len(want)) * 95 / 100
+	buf := make([]byte, 4096)
+	if n, err := r.ReadAt(buf, off); err != nil || !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+		t.Fatalf("read at %d: %d, %v; or bytes differ", off, n, err)
+	}
+	r.Close()
+	// The build goes on after the last reader closed: the plan is kept.
+	waitKept(t, s)
+	if out := log.String(); out != "" {
+		t.Fatalf("log: %s", out)
+	}
+}
+
+// waitKept waits until the plan of s is whole and served from its file.
+func waitKept(t *testing.T, s *Stream) {
+	t.Helper()
+	if _, err := s.getPlan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s.planMu.Lock()
+		p := s.build.plan()
+		s.planMu.Unlock()
+		if p.file != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPlanFileRoundTrip: every page of a kept plan decodes to the
+// segments of the plan built in memory.
+func TestPlanFileRoundTrip(t *testing.T) {
+	cmds := planFileCommands()
+	s := synthStream(t, 1, cmds)
+	p, err := s.getPlan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := NewPlanCache(dir, slog.New(slog.DiscardHandler))
+	kept := c.keep(context.Background(), s, p)
+	if kept == nil || kept.file == nil || kept.size != p.size || !kept.whole {
+		t.Fatalf("plan not kept: %+v", kept)
+	}
+	pf := kept.file
+	if len(pf.index) < 4 {
+		t.Fatalf("%d pages: the test wants several", len(pf.index))
+	}
+	var segs []segment
+	for i := range pf.index {
+		pg, err := pf.page(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs = append(segs, pg.segs...)
+	}
+	if !reflect.DeepEqual(segs, p.segs) {
+		t.Fatal("the pages decode to other segments than the plan's")
+	}
+	st, _ := os.Stat(pf.path)
+	t.Logf("%d segments, stream %d bytes: file %d bytes in %d pages", len(p.segs), p.size, st.Size(), len(pf.index))
+}
+
+// TestPlanCacheNextMount: a plan kept by one stream serves a new stream of
+// the same key (the next mount) at once: random reads and a sequential
+// one give the same bytes as WriteTo, and no engine pass runs.
+func TestPlanCacheNextMount(t *testing.T) {
+	cmds := planFileCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	dir := t.TempDir()
+	keepPlan(t, cmds, dir, want)
+	s, log := cachedStream(t, cmds, dir, int64(len(want)))
+	s.gen = func(context.Context, emitter) error {
+		t.Error("an engine pass ran though the plan was kept")
+		return fmt.Errorf("no engine")
+	}
+	checkRanges(t, s, want, 300, 300_000, rand.New(rand.NewPCG(3, 4)))
+	r, _ := s.NewReader(context.Background())
+	readPass(t, r, want, int64(len(want))/3, 128<<10, 2, rand.New(rand.NewPCG(5, 6)))
+	r.Close()
+	if out := log.String(); out != "" {
+		t.Fatalf("log: %s", out)
+	}
+}
+
+// TestPlanCacheRejects: a plan file that does not check out is ignored
+// with a log line and removed, and the reads give WriteTo's bytes all the
+// same, from a plan built again: truncated, of another format version,
+// of another stream, of another length than the stream's, or with a
+// corrupt page (found only when a read needs it).
+func TestPlanCacheRejects(t *testing.T) {
+	cmds := planFileCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	// Another stream under the same key: one file less.
+	other := slices2(cmds)
+	otherWant := writeAll(t, synthStream(t, 1, other))
+	for _, tc := range []struct {
+		name    string
+		damage  func(path string, b []byte) []byte
+		otherOf bool // the file is that of the other stream
+	}{
+		{name: "truncated", damage: func(_ string, b []byte) []byte { return b[:len(b)/2] }},
+		{name: "empty", damage: func(string, []byte) []byte { return nil }},
+		{name: "version", damage: func(_ string, b []byte) []byte { b[len(planMagic)-3]++; return b }},
+		{name: "other key", damage: func(_ string, b []byte) []byte { b[len(planMagic)+10] ^= 1; return b }},
+		{name: "corrupt index", damage: func(_ string, b []byte) []byte { b[len(b)-planTrailerLen-5] ^= 0x10; return b }},
+		{name: "corrupt page", damage: func(_ string, b []byte) []byte { b[len(b)*9/10] ^= 0x40; return b }},
+		{name: "other length", otherOf: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.otherOf {
+				keepPlan(t, other, dir, otherWant)
+			} else {
+				keepPlan(t, cmds, dir, want)
+			}
+			s, log := cachedStream(t, cmds, dir, int64(len(want)))
+			path := s.plans.path(s.key)
+			if tc.damage != nil {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, tc.damage(path, b), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkRanges(t, s, want, 200, 300_000, rand.New(rand.NewPCG(7, 8)))
+			out := log.String()
+			t.Log(out)
+			if !strings.Contains(out, "cached stream plan ignored") {
+				t.Fatal("no log line for the rejected plan")
+			}
+			// The plan built again is kept in its place, and serves the
+			// next stream.
+			waitKept(t, s)
+			next, log := cachedStream(t, cmds, dir, int64(len(want)))
+			checkRanges(t, next, want, 50, 300_000, rand.New(rand.NewPCG(9, 10)))
+			if out := log.String(); out != "" {
+				t.Fatalf("log: %s", out)
+			}
+		})
+	}
+}
+
+// slices2 is cmds without the second file's commands.
+func slices2(cmds []Command) []Command {
+	var out []Command
+	files := 0
+	for _, c := range cmds {
+		if c.Cmd == CmdMkfile {
+			files++
+		}
+		if files != 2 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
