@@ -285,6 +285,22 @@ func (b *planBuilder) closeRun() {
 	}
 }
 
+// reuseArena lets the arena be filled again from its start once every
+// closed segment is written elsewhere (a plan spilled to a file): the open
+// segment's bytes move to the start, or out of the arena.
+func (b *planBuilder) reuseArena() {
+	switch {
+	case b.metaStart >= 0:
+		b.arena = b.arena[:copy(b.arena, b.arena[b.metaStart:])]
+		b.metaStart = 0
+		return
+	case b.run != nil:
+		b.run.attrs = bytes.Clone(b.run.attrs)
+		b.run.ref.Extent.Inline = bytes.Clone(b.run.ref.Extent.Inline)
+	}
+	b.arena = b.arena[:0]
+}
+
 func (b *planBuilder) finish() *plan {
 	b.closeRun()
 	b.closeMeta()

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/compress/s2"
 
 	"sendfs/btrfsread"
 	"sendfs/internal/lru"
@@ -38,7 +37,8 @@ import (
 //
 // The file is read lazily: opening it reads the header and the page index
 // (a few KiB), and a read decodes only the pages it touches. Each page is
-// a zstd frame of whole segments with a CRC-32C; the header carries the
+// an S2 block (fast enough to keep the counting pass that writes it
+// close to its speed) of whole segments with a CRC-32C; the header carries the
 // key and the stream's length, and the index its own CRC. A file that is
 // foreign, truncated, of another format version, of another key, of
 // another length than the stream's known size, or whose page fails its
@@ -48,10 +48,11 @@ import (
 //
 // Layout, integers little-endian:
 //
-//	header   planMagic, u32 key length, key, u64 stream length, u32 CRC of the above
-//	pages    zstd frames
+//	header   planMagic, u32 key length, key, u32 CRC of the above
+//	pages    S2 blocks
 //	index    per page: u64 stream offset, u64 file offset, u32 length, u32 CRC
-//	trailer  u64 index offset, u32 pages, u32 CRC of the index
+//	trailer  u64 stream length, u64 index offset, u32 pages, u32 CRC of the
+//	         index and the trailer before it
 const planMagic = "sendfs stream plan v1\n"
 
 const (
@@ -65,35 +66,23 @@ const (
 	planCacheMax = 1 << 30
 	// planPagesKept bounds the decoded pages a plan file keeps in memory.
 	planPagesKept  = 4 << 20
-	planTrailerLen = 16
+	planTrailerLen = 24
 	planIndexEntry = 24
 )
 
 var planCRC = crc32.MakeTable(crc32.Castagnoli)
 
-var (
-	planEncoder = sync.OnceValue(func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return e
-	})
-	planDecoder = sync.OnceValue(func() *zstd.Decoder {
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(4*planPageBytes))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return d
-	})
-)
+// planPageMax bounds a page's decoded bytes: a page ends after the
+// segment that takes it past planPageBytes, and a segment holds at most
+// an arena.
+const planPageMax = planPageBytes + 2*maxArena
 
 // PlanCache keeps the plans of streams in a directory across mounts; see
 // UsePlanCache.
 type PlanCache struct {
 	dir string
 	log *slog.Logger
-	mu  sync.Mutex // one write and eviction at a time
+	mu  sync.Mutex // one rename and eviction at a time
 }
 
 // NewPlanCache keeps plans under dir/plans, logging to log the files it
@@ -195,7 +184,7 @@ func openPlanFile(f *os.File, key string) (*planFile, error) {
 	}
 	flen := st.Size()
 	fixed := int64(len(planMagic) + 4)
-	hdrLen := fixed + int64(len(key)) + 12
+	hdrLen := fixed + int64(len(key)) + 4
 	if flen < hdrLen+planTrailerLen {
 		return nil, planFileErr("the file is truncated (%d bytes)", flen)
 	}
@@ -211,13 +200,13 @@ func openPlanFile(f *os.File, key string) (*planFile, error) {
 	case crc32.Checksum(hdr[:hdrLen-4], planCRC) != binary.LittleEndian.Uint32(hdr[hdrLen-4:]):
 		return nil, planFileErr("its header is corrupt")
 	}
-	size := int64(binary.LittleEndian.Uint64(hdr[hdrLen-12:]))
 	var tr [planTrailerLen]byte
 	if _, err := f.ReadAt(tr[:], flen-planTrailerLen); err != nil {
 		return nil, err
 	}
-	indexOff := int64(binary.LittleEndian.Uint64(tr[:]))
-	pages := int64(binary.LittleEndian.Uint32(tr[8:]))
+	size := int64(binary.LittleEndian.Uint64(tr[:]))
+	indexOff := int64(binary.LittleEndian.Uint64(tr[8:]))
+	pages := int64(binary.LittleEndian.Uint32(tr[16:]))
 	if pages == 0 || indexOff < hdrLen || indexOff+pages*planIndexEntry != flen-planTrailerLen {
 		return nil, planFileErr("the file is truncated or corrupt (%d bytes)", flen)
 	}
@@ -225,7 +214,7 @@ func openPlanFile(f *os.File, key string) (*planFile, error) {
 	if _, err := f.ReadAt(raw, indexOff); err != nil {
 		return nil, err
 	}
-	if crc32.Checksum(raw, planCRC) != binary.LittleEndian.Uint32(tr[12:]) {
+	if crc32.Update(crc32.Checksum(raw, planCRC), planCRC, tr[:20]) != binary.LittleEndian.Uint32(tr[20:]) {
 		return nil, planFileErr("its index is corrupt")
 	}
 	pf := &planFile{f: f, size: size, index: make([]planIndex, pages)}
@@ -285,7 +274,11 @@ func (f *planFile) page(i int) (*plan, error) {
 	if crc32.Checksum(z, planCRC) != x.crc {
 		return nil, planFileErr("page %d is corrupt", i)
 	}
-	raw, err := planDecoder().DecodeAll(z, nil)
+	n, err := s2.DecodedLen(z)
+	if err != nil || n > planPageMax {
+		return nil, planFileErr("page %d is corrupt", i)
+	}
+	raw, err := s2.Decode(make([]byte, n), z)
 	if err != nil {
 		return nil, planFileErr("page %d: %v", i, err)
 	}
@@ -335,83 +328,126 @@ func (s *Stream) subvolByID(id uint64) (*btrfsread.Subvolume, bool) {
 // back from there, or nil if it is not kept (too big, or not written:
 // logged).
 func (c *PlanCache) keep(ctx context.Context, s *Stream, p *plan) *plan {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := c.write(s.key, p)
-	if errors.Is(err, errPlanTooBig) {
-		return nil
+	if kept := c.load(ctx, s); kept != nil {
+		return kept // by a counting pass meanwhile
+	}
+	w, err := c.create(s.key)
+	if err == nil {
+		err = w.add(p.segs)
+		err = w.finish(err, p.size)
 	}
 	if err != nil {
-		c.log.Warn("stream plan not written to the cache", "dir", c.dir, "err", err)
+		c.failed(err)
 		return nil
 	}
-	c.evict()
 	return c.load(ctx, s)
+}
+
+// failed logs that a plan was not written (err), unless it was only too
+// big.
+func (c *PlanCache) failed(err error) {
+	if err != nil && !errors.Is(err, errPlanTooBig) {
+		c.log.Warn("stream plan not written to the cache", "dir", c.dir, "err", err)
+	}
 }
 
 var errPlanTooBig = errors.New("sendgen: plan too big to keep")
 
-// write writes p to the file of key atomically: a temporary file, renamed.
-func (c *PlanCache) write(key string, p *plan) error {
+// planWriter writes a plan file as its segments come, to a temporary file
+// that finish renames to the key's: pages of whole segments, then the
+// index and the trailer.
+type planWriter struct {
+	c     *PlanCache
+	key   string
+	f     *os.File
+	w     countingWriter
+	index []byte
+	pages int
+	body  []byte // segments of the page being filled
+	nsegs int
+	first int64 // stream offset of its first segment
+	raw   []byte
+	z     []byte
+}
+
+// create starts the file of key.
+func (c *PlanCache) create(key string) (*planWriter, error) {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.CreateTemp(c.dir, ".tmp-*")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	err = writePlan(f, key, p)
-	if cerr := f.Close(); err == nil {
+	pw := &planWriter{c: c, key: key, f: f, w: countingWriter{w: bufio.NewWriterSize(f, 256<<10)}}
+	hdr := binary.LittleEndian.AppendUint32([]byte(planMagic), uint32(len(key)))
+	hdr = append(hdr, key...)
+	pw.w.write(binary.LittleEndian.AppendUint32(hdr, crc32.Checksum(hdr, planCRC)))
+	return pw, nil
+}
+
+// add appends whole segments, in stream order.
+func (pw *planWriter) add(segs []segment) error {
+	for i := range segs {
+		if pw.nsegs == 0 {
+			pw.first = segs[i].off
+		}
+		pw.body = appendSegment(pw.body, &segs[i], pw.first)
+		if pw.nsegs++; len(pw.body) >= planPageBytes {
+			pw.page()
+		}
+	}
+	if pw.w.n > planFileMax {
+		return errPlanTooBig
+	}
+	return pw.w.err
+}
+
+// page writes the page being filled.
+func (pw *planWriter) page() {
+	pw.raw = append(binary.AppendUvarint(pw.raw[:0], uint64(pw.nsegs)), pw.body...)
+	pw.z = s2.Encode(pw.z[:cap(pw.z)], pw.raw)
+	pw.index = binary.LittleEndian.AppendUint64(pw.index, uint64(pw.first))
+	pw.index = binary.LittleEndian.AppendUint64(pw.index, uint64(pw.w.n))
+	pw.index = binary.LittleEndian.AppendUint32(pw.index, uint32(len(pw.z)))
+	pw.index = binary.LittleEndian.AppendUint32(pw.index, crc32.Checksum(pw.z, planCRC))
+	pw.w.write(pw.z)
+	pw.pages++
+	pw.body, pw.nsegs = pw.body[:0], 0
+}
+
+// finish ends the file of a stream of size bytes and renames it to the
+// key's, making room in the cache, unless err (the pass's) is set; a file
+// not renamed is removed.
+func (pw *planWriter) finish(err error, size int64) error {
+	if err == nil {
+		if pw.nsegs > 0 {
+			pw.page()
+		}
+		tr := binary.LittleEndian.AppendUint64(nil, uint64(size))
+		tr = binary.LittleEndian.AppendUint64(tr, uint64(pw.w.n))
+		tr = binary.LittleEndian.AppendUint32(tr, uint32(pw.pages))
+		sum := crc32.Update(crc32.Checksum(pw.index, planCRC), planCRC, tr)
+		pw.w.write(pw.index)
+		pw.w.write(binary.LittleEndian.AppendUint32(tr, sum))
+		err = pw.w.err
+	}
+	if err == nil {
+		err = pw.w.w.Flush()
+	}
+	if cerr := pw.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), c.path(key))
+		pw.c.mu.Lock()
+		defer pw.c.mu.Unlock()
+		if err = os.Rename(pw.f.Name(), pw.c.path(pw.key)); err == nil {
+			pw.c.evict()
+			return nil
+		}
 	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	os.Remove(pw.f.Name())
 	return err
-}
-
-// writePlan writes the file of plan p (see planMagic).
-func writePlan(f io.Writer, key string, p *plan) error {
-	w := &countingWriter{w: bufio.NewWriterSize(f, 1<<20)}
-	hdr := append([]byte(planMagic), 0, 0, 0, 0)
-	binary.LittleEndian.PutUint32(hdr[len(planMagic):], uint32(len(key)))
-	hdr = binary.LittleEndian.AppendUint64(append(hdr, key...), uint64(p.size))
-	hdr = binary.LittleEndian.AppendUint32(hdr, crc32.Checksum(hdr, planCRC))
-	w.write(hdr)
-	var index, body, raw, z []byte
-	pages := 0
-	for start := 0; start < len(p.segs); pages++ {
-		body = body[:0]
-		end := start
-		for end < len(p.segs) && len(body) < planPageBytes {
-			body = appendSegment(body, &p.segs[end], p.segs[start].off)
-			end++
-		}
-		raw = append(binary.AppendUvarint(raw[:0], uint64(end-start)), body...)
-		z = planEncoder().EncodeAll(raw, z[:0])
-		index = binary.LittleEndian.AppendUint64(index, uint64(p.segs[start].off))
-		index = binary.LittleEndian.AppendUint64(index, uint64(w.n))
-		index = binary.LittleEndian.AppendUint32(index, uint32(len(z)))
-		index = binary.LittleEndian.AppendUint32(index, crc32.Checksum(z, planCRC))
-		w.write(z)
-		if w.n > planFileMax {
-			return errPlanTooBig
-		}
-		start = end
-	}
-	var tr [planTrailerLen]byte
-	binary.LittleEndian.PutUint64(tr[:], uint64(w.n))
-	binary.LittleEndian.PutUint32(tr[8:], uint32(pages))
-	binary.LittleEndian.PutUint32(tr[12:], crc32.Checksum(index, planCRC))
-	w.write(index)
-	w.write(tr[:])
-	if w.err != nil {
-		return w.err
-	}
-	return w.w.Flush()
 }
 
 // countingWriter writes through a bufio.Writer, counting bytes and keeping
@@ -427,6 +463,83 @@ func (w *countingWriter) write(p []byte) {
 		_, w.err = w.w.Write(p)
 		w.n += int64(len(p))
 	}
+}
+
+// planSpill is the emitter of a counting pass that writes the stream's
+// plan to the cache on the way, a page at a time: its memory is a page and
+// the builder's arena, whatever the stream. A plan too big to keep is
+// dropped and the pass only counts.
+type planSpill struct {
+	b *planBuilder
+	w *planWriter // nil once dropped
+}
+
+// spill returns the emitter of a counting pass of s that keeps its plan,
+// or nil when c is nil, the plan is kept already or no file can be made.
+func (c *PlanCache) spill(s *Stream) *planSpill {
+	if c == nil {
+		return nil
+	}
+	if _, err := os.Stat(c.path(s.key)); err == nil {
+		return nil
+	}
+	w, err := c.create(s.key)
+	if err != nil {
+		c.failed(err)
+		return nil
+	}
+	return &planSpill{b: newPlanBuilder(s.enc, s.read, nil), w: w}
+}
+
+// spillEvery: segments written at a time.
+const spillEvery = 256
+
+func (sp *planSpill) emit(c *Command) error {
+	if sp.w == nil {
+		sp.b.off += sp.b.enc.commandLen(c)
+		return nil
+	}
+	sp.b.add(c)
+	if len(sp.b.segs) >= spillEvery {
+		sp.flush()
+	}
+	return nil
+}
+
+// flush writes the finished segments, or drops the plan if it cannot be
+// kept.
+func (sp *planSpill) flush() {
+	if err := sp.w.add(sp.b.segs); err != nil {
+		sp.drop(err)
+		return
+	}
+	clear(sp.b.segs)
+	sp.b.segs = sp.b.segs[:0]
+	sp.b.reuseArena()
+}
+
+func (sp *planSpill) drop(err error) {
+	sp.w.c.failed(sp.w.finish(err, 0))
+	sp.w = nil
+	sp.b.closeRun()
+	sp.b.closeMeta()
+	sp.b.segs, sp.b.arena = nil, nil
+}
+
+// finish ends the pass (err is its result) and returns the stream's
+// length; the plan is kept if the pass succeeded.
+func (sp *planSpill) finish(err error) (int64, error) {
+	if sp.w != nil {
+		if err == nil {
+			sp.b.closeRun()
+			sp.b.closeMeta()
+			sp.flush()
+		}
+		if sp.w != nil {
+			sp.w.c.failed(sp.w.finish(err, sp.b.off))
+		}
+	}
+	return sp.b.off, err
 }
 
 // evict removes the least recently used plan files while they take more

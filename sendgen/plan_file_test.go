@@ -233,3 +233,25 @@ func slices2(cmds []Command) []Command {
 	}
 	return out
 }
+
+// TestPlanKeptByCount: a counting pass with a plan cache writes the plan
+// there on the way, and a new stream of the same key (the next mount)
+// serves reads in any order from it without an engine pass.
+func TestPlanKeptByCount(t *testing.T) {
+	cmds := planFileCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	dir := t.TempDir()
+	s, log := cachedStream(t, cmds, dir, -1)
+	if n, err := s.Size(context.Background()); err != nil || n != int64(len(want)) {
+		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
+	}
+	next, _ := cachedStream(t, cmds, dir, int64(len(want)))
+	next.gen = func(context.Context, emitter) error {
+		t.Error("an engine pass ran though the plan was kept")
+		return fmt.Errorf("no engine")
+	}
+	checkRanges(t, next, want, 300, 300_000, rand.New(rand.NewPCG(11, 12)))
+	if out := log.String(); out != "" {
+		t.Fatalf("log: %s", out)
+	}
+}

@@ -231,16 +231,29 @@ func (s *Stream) Size(ctx context.Context) (int64, error) {
 	if s.size >= 0 {
 		return s.size, nil
 	}
-	var c counter
+	var n int64
 	err := s.withRefresh(func() error {
-		c = counter{enc: s.enc, n: int64(streamHeaderLen)}
-		return s.runChecked(ctx, &c)
+		var err error
+		n, err = s.count(ctx)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.size = c.n
-	return c.n, nil
+	s.size = n
+	return n, nil
+}
+
+// count runs one counting pass. With a plan cache that lacks the stream's
+// plan, the pass writes it there on the way (plan_file.go), so that the
+// next jump into the stream, on this mount or the next, needs no pass.
+func (s *Stream) count(ctx context.Context) (int64, error) {
+	if sp := s.plans.spill(s); sp != nil {
+		return sp.finish(s.runChecked(ctx, sp))
+	}
+	c := counter{enc: s.enc, n: int64(streamHeaderLen)}
+	err := s.runChecked(ctx, &c)
+	return c.n, err
 }
 
 // knownSize is the size if already known, else -1.
