@@ -62,11 +62,11 @@ func (s *Stream) cachedBuild(ctx context.Context) *planBuild {
 }
 
 // detachBuild undoes attachBuild: the last user of a build that is not
-// complete stops it, unless the plan is to be kept in the cache directory.
+// complete stops it.
 func (s *Stream) detachBuild(b *planBuild) {
 	s.planMu.Lock()
 	defer s.planMu.Unlock()
-	if b.users--; b.users > 0 || b.complete() || s.plans != nil {
+	if b.users--; b.users > 0 || b.complete() {
 		return
 	}
 	b.cancel(errNoReader)

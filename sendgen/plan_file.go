@@ -30,10 +30,13 @@ import (
 // stream: every command depends on the state left by all those before it
 // (paths, orphans, the namespace check), so writeStream can only start at
 // an offset by running the engine from the start without data. What a
-// jump needs is the plan itself, so the whole plan is what is kept: once a
-// build completes, the plan is written to a file in the cache directory,
-// under the stream's cache key, and a later mount serves jumps from it at
-// once.
+// jump needs is the plan itself, so the whole plan is what is kept, in a
+// file of the cache directory under the stream's cache key: written on
+// the way by the counting pass that finds the stream's size (planSpill,
+// a page at a time), or when a build for a Reader completes. From then
+// on, on this mount and the next, every Reader of the stream is served
+// from the file: a jump anywhere, and parallel range readers (rclone's
+// streams), with no engine pass at all.
 //
 // The file is read lazily: opening it reads the header and the page index
 // (a few KiB), and a read decodes only the pages it touches. Each page is
@@ -92,8 +95,8 @@ func NewPlanCache(dir string, log *slog.Logger) *PlanCache {
 }
 
 // UsePlanCache makes the stream's readers take its plan from c when it is
-// there, and keep it in c once built; a build then runs to its end even
-// after the last Reader closes. Call it before the first Reader.
+// there, and keeps it in c once built: by a Reader that jumped, or on the
+// way by the counting pass of Size. Call it before the first Reader.
 func (s *Stream) UsePlanCache(c *PlanCache) { s.plans = c }
 
 func (c *PlanCache) path(key string) string {

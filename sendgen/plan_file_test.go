@@ -78,9 +78,8 @@ func keepPlan(t *testing.T, cmds []Command, dir string, want []byte) {
 	if n, err := r.ReadAt(buf, off); err != nil || !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
 		t.Fatalf("read at %d: %d, %v; or bytes differ", off, n, err)
 	}
-	r.Close()
-	// The build goes on after the last reader closed: the plan is kept.
 	waitKept(t, s)
+	r.Close()
 	if out := log.String(); out != "" {
 		t.Fatalf("log: %s", out)
 	}
