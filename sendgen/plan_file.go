@@ -315,6 +315,20 @@ func (s *Stream) fillRebuilt(ctx context.Context, p []byte, off int64, help bool
 	return pl.fill(p, off, help)
 }
 
+// checkPlanSize drops the stream's cached plan if the stream is not n
+// bytes long by it: its readers go on from a plan built again.
+func (s *Stream) checkPlanSize(n int64) {
+	s.planMu.Lock()
+	defer s.planMu.Unlock()
+	if s.build == nil {
+		return
+	}
+	if pf := s.build.plan().file; pf != nil && pf.size != n && pf.bad.CompareAndSwap(false, true) {
+		s.plans.reject(pf.path, pf.f, planFileErr("it is for a stream of %d bytes, not %d", pf.size, n))
+		s.build = nil
+	}
+}
+
 // subvolByID is the stream's subvolume with the given id (data commands of
 // a plan file name theirs by id), at the stream's current view.
 func (s *Stream) subvolByID(id uint64) (*btrfsread.Subvolume, bool) {

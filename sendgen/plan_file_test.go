@@ -254,3 +254,25 @@ func TestPlanKeptByCount(t *testing.T) {
 		t.Fatalf("log: %s", out)
 	}
 }
+
+// TestPlanDroppedBySize: a cached plan of another length, loaded before
+// the stream's size was known, is dropped once Size finds the length, and
+// reads go on from a plan built again.
+func TestPlanDroppedBySize(t *testing.T) {
+	cmds := planFileCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	other := slices2(cmds)
+	dir := t.TempDir()
+	keepPlan(t, other, dir, writeAll(t, synthStream(t, 1, other)))
+	s, log := cachedStream(t, cmds, dir, -1)
+	if !s.planWhole(context.Background()) {
+		t.Fatal("the cached plan was not loaded")
+	}
+	if n, err := s.Size(context.Background()); err != nil || n != int64(len(want)) {
+		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
+	}
+	if !strings.Contains(log.String(), "cached stream plan ignored") {
+		t.Fatalf("no log line for the dropped plan: %q", log.String())
+	}
+	checkRanges(t, s, want, 100, 300_000, rand.New(rand.NewPCG(13, 14)))
+}

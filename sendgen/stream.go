@@ -224,8 +224,18 @@ func CheckSubvolume(sv *btrfsread.Subvolume, role Role, allowWritable bool) erro
 }
 
 // Size returns the exact length of the stream in bytes, computed without
-// reading file data (and remembered).
+// reading file data (and remembered). A cached plan of another length is
+// dropped.
 func (s *Stream) Size(ctx context.Context) (int64, error) {
+	n, err := s.countedSize(ctx)
+	if err == nil {
+		s.checkPlanSize(n)
+	}
+	return n, err
+}
+
+// countedSize is Size without the plan check.
+func (s *Stream) countedSize(ctx context.Context) (int64, error) {
 	s.sizeMu.Lock()
 	defer s.sizeMu.Unlock()
 	if s.size >= 0 {
