@@ -80,9 +80,7 @@ func keepPlan(t *testing.T, cmds []Command, dir string, want []byte) {
 	}
 	waitKept(t, s)
 	r.Close()
-	if out := log.String(); out != "" {
-		t.Fatalf("log: %s", out)
-	}
+	noLog(t, log)
 }
 
 // waitKept waits until the plan of s is whole and served from its file.
@@ -145,17 +143,12 @@ func TestPlanCacheNextMount(t *testing.T) {
 	dir := t.TempDir()
 	keepPlan(t, cmds, dir, want)
 	s, log := cachedStream(t, cmds, dir, int64(len(want)))
-	s.gen = func(context.Context, emitter) error {
-		t.Error("an engine pass ran though the plan was kept")
-		return fmt.Errorf("no engine")
-	}
+	withoutEngine(t, s)
 	checkRanges(t, s, want, 300, 300_000, rand.New(rand.NewPCG(3, 4)))
 	r, _ := s.NewReader(context.Background())
 	readPass(t, r, want, int64(len(want))/3, 128<<10, 2, rand.New(rand.NewPCG(5, 6)))
 	r.Close()
-	if out := log.String(); out != "" {
-		t.Fatalf("log: %s", out)
-	}
+	noLog(t, log)
 }
 
 // TestPlanCacheRejects: a plan file that does not check out is ignored
@@ -167,7 +160,7 @@ func TestPlanCacheRejects(t *testing.T) {
 	cmds := planFileCommands()
 	want := writeAll(t, synthStream(t, 1, cmds))
 	// Another stream under the same key: one file less.
-	other := slices2(cmds)
+	other := withoutSecondFile(cmds)
 	otherWant := writeAll(t, synthStream(t, 1, other))
 	for _, tc := range []struct {
 		name    string
@@ -211,15 +204,30 @@ func TestPlanCacheRejects(t *testing.T) {
 			waitKept(t, s)
 			next, log := cachedStream(t, cmds, dir, int64(len(want)))
 			checkRanges(t, next, want, 50, 300_000, rand.New(rand.NewPCG(9, 10)))
-			if out := log.String(); out != "" {
-				t.Fatalf("log: %s", out)
-			}
+			noLog(t, log)
 		})
 	}
 }
 
-// slices2 is cmds without the second file's commands.
-func slices2(cmds []Command) []Command {
+// withoutEngine makes any engine pass of s fail the test: its plan is
+// kept.
+func withoutEngine(t *testing.T, s *Stream) {
+	s.gen = func(context.Context, emitter) error {
+		t.Error("an engine pass ran though the plan was kept")
+		return fmt.Errorf("no engine")
+	}
+}
+
+// noLog fails the test if anything was logged.
+func noLog(t *testing.T, log *lockedLog) {
+	t.Helper()
+	if out := log.String(); out != "" {
+		t.Fatalf("log: %s", out)
+	}
+}
+
+// withoutSecondFile is cmds without the second file's commands.
+func withoutSecondFile(cmds []Command) []Command {
 	var out []Command
 	files := 0
 	for _, c := range cmds {
@@ -245,14 +253,9 @@ func TestPlanKeptByCount(t *testing.T) {
 		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
 	}
 	next, _ := cachedStream(t, cmds, dir, int64(len(want)))
-	next.gen = func(context.Context, emitter) error {
-		t.Error("an engine pass ran though the plan was kept")
-		return fmt.Errorf("no engine")
-	}
+	withoutEngine(t, next)
 	checkRanges(t, next, want, 300, 300_000, rand.New(rand.NewPCG(11, 12)))
-	if out := log.String(); out != "" {
-		t.Fatalf("log: %s", out)
-	}
+	noLog(t, log)
 }
 
 // TestPlanDroppedBySize: a cached plan of another length, loaded before
@@ -261,7 +264,7 @@ func TestPlanKeptByCount(t *testing.T) {
 func TestPlanDroppedBySize(t *testing.T) {
 	cmds := planFileCommands()
 	want := writeAll(t, synthStream(t, 1, cmds))
-	other := slices2(cmds)
+	other := withoutSecondFile(cmds)
 	dir := t.TempDir()
 	keepPlan(t, other, dir, writeAll(t, synthStream(t, 1, other)))
 	s, log := cachedStream(t, cmds, dir, -1)
