@@ -71,6 +71,9 @@ const (
 	planPagesKept  = 4 << 20
 	planTrailerLen = 24
 	planIndexEntry = 24
+	// staleTemp: a temporary file not written for this long was left by a
+	// process that died.
+	staleTemp = 24 * time.Hour
 )
 
 var planCRC = crc32.MakeTable(crc32.Castagnoli)
@@ -85,13 +88,16 @@ const planPageMax = planPageBytes + 2*maxArena
 type PlanCache struct {
 	dir string
 	log *slog.Logger
+	max int64      // bytes of all plan files together: planCacheMax
 	mu  sync.Mutex // one rename and eviction at a time
+	// warned: a write failed already (logged once)
+	warned atomic.Bool
 }
 
 // NewPlanCache keeps plans under dir/plans, logging to log the files it
 // ignores and a failure to write.
 func NewPlanCache(dir string, log *slog.Logger) *PlanCache {
-	return &PlanCache{dir: filepath.Join(dir, "plans"), log: log}
+	return &PlanCache{dir: filepath.Join(dir, "plans"), log: log, max: planCacheMax}
 }
 
 // UsePlanCache makes the stream's readers take its plan from c when it is
@@ -360,11 +366,12 @@ func (c *PlanCache) keep(ctx context.Context, s *Stream, p *plan) *plan {
 	return c.load(ctx, s)
 }
 
-// failed logs that a plan was not written (err), unless it was only too
-// big.
+// failed logs that a plan was not written (err), the first time only,
+// unless it was only too big: a cache that cannot be written only costs
+// passes.
 func (c *PlanCache) failed(err error) {
-	if err != nil && !errors.Is(err, errPlanTooBig) {
-		c.log.Warn("stream plan not written to the cache", "dir", c.dir, "err", err)
+	if err != nil && !errors.Is(err, errPlanTooBig) && c.warned.CompareAndSwap(false, true) {
+		c.log.Warn("stream plan not written to the cache; plans are built in memory when needed", "dir", c.dir, "err", err)
 	}
 }
 
@@ -560,7 +567,7 @@ func (sp *planSpill) finish(err error) (int64, error) {
 }
 
 // evict removes the least recently used plan files while they take more
-// than planCacheMax together.
+// than c.max together, and temporary files left behind.
 func (c *PlanCache) evict() {
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
@@ -574,17 +581,21 @@ func (c *PlanCache) evict() {
 	var files []file
 	var total int64
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".plan") {
-			continue
-		}
-		if info, err := e.Info(); err == nil {
+		info, err := e.Info()
+		switch {
+		case err != nil:
+		case strings.HasPrefix(e.Name(), ".tmp-"):
+			if time.Since(info.ModTime()) > staleTemp {
+				os.Remove(filepath.Join(c.dir, e.Name())) // left by a process that died
+			}
+		case strings.HasSuffix(e.Name(), ".plan"):
 			files = append(files, file{e.Name(), info.Size(), info.ModTime()})
 			total += info.Size()
 		}
 	}
 	slices.SortFunc(files, func(a, b file) int { return a.mod.Compare(b.mod) })
 	for _, f := range files {
-		if total <= planCacheMax {
+		if total <= c.max {
 			return
 		}
 		if os.Remove(filepath.Join(c.dir, f.name)) == nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -195,7 +196,6 @@ func TestPlanCacheRejects(t *testing.T) {
 			}
 			checkRanges(t, s, want, 200, 300_000, rand.New(rand.NewPCG(7, 8)))
 			out := log.String()
-			t.Log(out)
 			if !strings.Contains(out, "cached stream plan ignored") {
 				t.Fatal("no log line for the rejected plan")
 			}
@@ -278,4 +278,56 @@ func TestPlanDroppedBySize(t *testing.T) {
 		t.Fatalf("no log line for the dropped plan: %q", log.String())
 	}
 	checkRanges(t, s, want, 100, 300_000, rand.New(rand.NewPCG(13, 14)))
+}
+
+// TestPlanCacheEvicts: past its bound, the cache removes the least
+// recently used plans (a plan read counts as used), and temporary files
+// left by a process that died.
+func TestPlanCacheEvicts(t *testing.T) {
+	s := synthStream(t, 1, planFileCommands())
+	p, err := s.getPlan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := NewPlanCache(dir, slog.New(slog.DiscardHandler))
+	keep := func(key string) {
+		t.Helper()
+		s.key = key
+		if c.keep(context.Background(), s, p) == nil {
+			t.Fatalf("plan %s not kept", key)
+		}
+	}
+	keep("a")
+	st, err := os.Stat(c.path("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.max = st.Size() * 5 / 2
+	old := filepath.Join(c.dir, ".tmp-old")
+	fresh := filepath.Join(c.dir, ".tmp-fresh")
+	for _, f := range []string{old, fresh} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(old, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	keep("b")
+	s.key = "a"
+	if c.load(context.Background(), s) == nil { // a is used again: b is older
+		t.Fatal("plan a not loaded")
+	}
+	keep("c")
+	for key, kept := range map[string]bool{"a": true, "b": false, "c": true} {
+		if _, err := os.Stat(c.path(key)); (err == nil) != kept {
+			t.Errorf("plan %s: kept %v, want %v", key, err == nil, kept)
+		}
+	}
+	for f, kept := range map[string]bool{old: false, fresh: true} {
+		if _, err := os.Stat(f); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", f, err == nil, kept)
+		}
+	}
 }
