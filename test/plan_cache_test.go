@@ -87,7 +87,7 @@ func TestMountPlanCache(t *testing.T) {
 	if used < len(streams) {
 		t.Errorf("%d plan files used by the second mount, want %d", used, len(streams))
 	}
-	if line := m.waitLog(t, "plan", 0); line != "" {
+	if line := m.waitLog(t, "stream plan", 0); line != "" {
 		t.Errorf("second mount: %s", line)
 	}
 	stop(m)
