@@ -22,7 +22,8 @@ type Config struct {
 	// AllSubvolumes serves writable subvolumes too (for images that are not
 	// mounted anywhere); by default only read-only ones, as btrfs send.
 	AllSubvolumes bool
-	// CacheDir keeps computed stream sizes across mounts; "" disables it.
+	// CacheDir keeps computed stream sizes, and the plans built for
+	// readers that jump, across mounts; "" disables it.
 	CacheDir string
 	// Logger receives one line per failed read or lookup and progress
 	// messages; nil discards them.
@@ -74,7 +75,11 @@ func New(cfg Config) (*Root, error) {
 	}
 	opts := cfg.Stream
 	opts.CloneSources, opts.AllowWritable = nil, false
-	r := newRoot(svs, cfg, sendgenOpener(opts))
+	var plans *sendgen.PlanCache
+	if cfg.CacheDir != "" {
+		plans = sendgen.NewPlanCache(cfg.CacheDir, logger(cfg))
+	}
+	r := newRoot(svs, cfg, sendgenOpener(opts, plans))
 	r.diff = diffText
 	r.fs = cfg.FS
 	r.catalog().generation = gen
@@ -82,10 +87,7 @@ func New(cfg Config) (*Root, error) {
 }
 
 func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logger(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Root{
 		refresh:     cfg.Refresh,
@@ -102,6 +104,14 @@ func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
 	r.cat.Store(newCatalog(svs, cfg.AllSubvolumes))
 	r.dir = dir{r: r, ino: inoRoot, contents: rootContents{}}
 	return r
+}
+
+// logger is cfg.Logger, or one that discards.
+func logger(cfg Config) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
 }
 
 // catalog returns the subvolumes served now.

@@ -121,6 +121,7 @@ type Stream struct {
 
 	planMu sync.Mutex
 	build  *planBuild // the plan, being built or built (plan_build.go); nil before the first Reader
+	plans  *PlanCache // where whole plans are kept across mounts, nil if not (plan_file.go)
 }
 
 // NewStream checks the pair and describes its stream; it generates nothing.
@@ -227,25 +228,48 @@ func CheckSubvolume(sv *btrfsread.Subvolume, role Role, allowWritable bool) erro
 }
 
 // Size returns the exact length of the stream in bytes, computed without
-// reading file data (and remembered).
+// reading file data (and remembered). A cached plan of another length is
+// dropped.
 func (s *Stream) Size(ctx context.Context) (int64, error) {
+	n, err := s.countedSize(ctx)
+	if err == nil {
+		s.checkPlanSize(n)
+	}
+	return n, err
+}
+
+// countedSize is Size without the plan check.
+func (s *Stream) countedSize(ctx context.Context) (int64, error) {
 	s.countMu.Lock()
 	defer s.countMu.Unlock()
 	if n := s.knownSize(); n >= 0 {
 		return n, nil
 	}
-	var c counter
+	var n int64
 	err := s.withRefresh(func() error {
-		c = counter{enc: s.enc, n: int64(streamHeaderLen)}
-		return s.runChecked(ctx, &c)
+		var err error
+		n, err = s.count(ctx)
+		return err
 	})
 	if err == nil {
-		err = s.settleSize(c.n)
+		err = s.settleSize(n)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return c.n, nil
+	return n, nil
+}
+
+// count runs one counting pass. With a plan cache that lacks the stream's
+// plan, the pass writes it there on the way (plan_file.go), so that the
+// next jump into the stream, on this mount or the next, needs no pass.
+func (s *Stream) count(ctx context.Context) (int64, error) {
+	if sp := s.plans.spill(s); sp != nil {
+		return sp.finish(s.runChecked(ctx, sp))
+	}
+	c := counter{enc: s.enc, n: int64(streamHeaderLen)}
+	err := s.runChecked(ctx, &c)
+	return c.n, err
 }
 
 // knownSize is the size if already known, else -1.
