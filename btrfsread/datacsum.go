@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // dataCsums returns the stored checksum of each sector of the sector-aligned
@@ -99,7 +100,9 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 	end := (logical + uint64(len(p)) + ss - 1) &^ (ss - 1)
 	buf := p
 	if start != logical || end != logical+uint64(len(p)) {
-		buf = make([]byte, end-start)
+		sp := getScratch(int(end - start))
+		defer putScratch(sp)
+		buf = *sp
 	}
 	fail := func(l uint64, err error) error {
 		c := ctx
@@ -157,6 +160,29 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 		copy(p, buf[logical-start:])
 	}
 	return nil
+}
+
+// scratch holds the buffers of reads that do not start and end on sector
+// boundaries (the end of most files), whose sectors are read whole, up to
+// maxScratch bytes each.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 1 << 20
+
+// getScratch returns a scratch buffer of n bytes, for putScratch.
+func getScratch(n int) *[]byte {
+	sp := scratch.Get().(*[]byte)
+	if cap(*sp) < n {
+		*sp = make([]byte, n)
+	}
+	*sp = (*sp)[:n]
+	return sp
+}
+
+func putScratch(sp *[]byte) {
+	if cap(*sp) <= maxScratch {
+		scratch.Put(sp)
+	}
 }
 
 // readDataRun reads dst, sectors all bad so far, from copy mirror at
