@@ -206,7 +206,7 @@ func TestItemErrorNamesLeaf(t *testing.T) {
 			t.Fatalf("the extent item is not once in the leaf at 0x%x", leaf)
 		}
 		b[at+inlineTypeAt] = 0xee
-		copy(b, rules.csum.sum(b[superCsumEnd:]))
+		copy(b, rules.csum.sum(new([32]byte), b[superCsumEnd:]))
 		_, err = f.WriteAt(b, int64(pl.physical))
 		must(t, err)
 		must(t, f.Close())

@@ -204,11 +204,12 @@ func (fs *FS) readDataRun(dst []byte, logical uint64, mirror int, fresh bool, su
 		return 0, err
 	}
 	fixed := 0
+	var sum [32]byte
 	for i := range bad {
 		switch {
 		case readErrs[i] != nil:
 			bad[i] = readErrs[i]
-		case sums[i] != nil && !bytes.Equal(fs.checksum(dst[uint64(i)*ss:uint64(i+1)*ss]), sums[i]):
+		case sums[i] != nil && !bytes.Equal(fs.checksum(&sum, dst[uint64(i)*ss:uint64(i+1)*ss]), sums[i]):
 			bad[i] = fmt.Errorf("copy %d: %w", mirror+1, ErrDataChecksum)
 		default:
 			bad[i] = nil
