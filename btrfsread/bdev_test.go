@@ -147,7 +147,7 @@ func TestReadAheadLeaves(t *testing.T) {
 	must(t, err)
 	defer fs.Close()
 	bd := fs.members[0].R.(*blockDevice)
-	p, err := fsTreeForTest(t, fs, FSTreeID).descend(Key{}, false)
+	p, err := fsTreeForTest(t, fs, FSTreeID).descend(Key{}, false, new([maxTreeLevel]pathLevel))
 	must(t, err)
 	parent := p[len(p)-2].n
 	bd.dropCache() // opening read this small filesystem's metadata ahead

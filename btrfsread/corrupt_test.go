@@ -71,7 +71,7 @@ func leafToCorrupt(t *testing.T, imgs []string) (keys string, leaf uint64, place
 	defer fs.Close()
 	tr := fsTreeForTest(t, fs, FSTreeID)
 	keys = fmt.Sprint(allKeys(t, tr))
-	p, err := tr.descend(Key{ObjectID: 1000}, false)
+	p, err := tr.descend(Key{ObjectID: 1000}, false, new([maxTreeLevel]pathLevel))
 	must(t, err)
 	leaf = p[len(p)-1].n.logical
 	return keys, leaf, physicalPlaces(t, fs, leaf)
