@@ -124,9 +124,10 @@ func checkStdout() error {
 // within a second. The writes run on a goroutine of their own; a blocked
 // one is abandoned, and the process exits. Close ends the goroutine.
 type interruptibleWriter struct {
-	ctx context.Context
-	req chan []byte
-	res chan writeResult
+	ctx     context.Context
+	req     chan []byte
+	res     chan writeResult
+	written int64 // bytes written underneath
 }
 
 type writeResult struct {
@@ -153,6 +154,7 @@ func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 	}
 	select {
 	case r := <-iw.res:
+		iw.written += int64(r.n)
 		return r.n, r.err
 	case <-iw.ctx.Done():
 		return 0, iw.ctx.Err()
@@ -161,6 +163,24 @@ func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 
 // Close stops the writing goroutine once its write (if any) returns.
 func (iw *interruptibleWriter) Close() { close(iw.req) }
+
+// outputBuffer is what a stream is buffered in before it is written: the
+// pipeline hands over a chunk per file of a small file, and a write (on the
+// writing goroutine, for an interruptibleWriter) per chunk cost more than
+// copying them.
+const outputBuffer = 1 << 20
+
+// writeInterruptibly runs write into w through iw and a buffer, then closes
+// iw. On failure nothing more is written: iw.written says how much was.
+func writeInterruptibly(ctx context.Context, w io.Writer, write func(io.Writer) (int64, error)) (*interruptibleWriter, error) {
+	iw := newInterruptibleWriter(ctx, w)
+	defer iw.Close()
+	bw := bufio.NewWriterSize(iw, outputBuffer)
+	if _, err := write(bw); err != nil {
+		return iw, err
+	}
+	return iw, bw.Flush()
+}
 
 // interruptible runs fn (an open that may block, such as a fifo's) and
 // returns its result, or ctx's error as soon as ctx is cancelled.
@@ -209,7 +229,7 @@ func writeFile(ctx context.Context, path string, write func(io.Writer) (int64, e
 			}
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(tmp, outputBuffer)
 	if _, err := write(bw); err != nil {
 		return fmt.Errorf("%w; %s was not written", err, path)
 	}
@@ -303,14 +323,12 @@ func writeSpecial(ctx context.Context, path string, write func(io.Writer) (int64
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", path, pathErrorCause(err))
 	}
-	iw := newInterruptibleWriter(ctx, f)
-	n, err := write(iw)
-	iw.Close()
+	iw, err := writeInterruptibly(ctx, f, write)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("cannot write %s: %w", path, pathErrorCause(cerr))
 	}
 	if err != nil {
-		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(n)), path)
+		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(iw.written)), path)
 	}
 	return nil
 }
