@@ -23,11 +23,12 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 		return nil, err
 	}
 	end := start + length
-	// add copies the csums of one item that fall into the range.
-	add := func(it Item) error {
+	// add copies the csums of one item that fall into the range; it
+	// returns where the item's csums end.
+	add := func(it Item) (uint64, error) {
 		first := it.Key.Offset
 		if first%ss != 0 || len(it.Data)%cs != 0 {
-			return &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
+			return 0, &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
 		}
 		n := uint64(len(it.Data) / cs)
 		lo, hi := max(first, start), min(first+n*ss, end)
@@ -35,20 +36,28 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 			i := (l - first) / ss
 			sums[(l-start)/ss] = it.Data[i*uint64(cs) : (i+1)*uint64(cs)]
 		}
-		return nil
+		return first + n*ss, nil
 	}
-	// The item covering start begins at or before it.
+	// The item covering start begins at or before it; when it covers the
+	// whole range (items do not overlap), no other item has any of it.
 	prev, err := t.SearchBefore(Key{ExtentCsumObjectID, ExtentCsumKey, start})
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return nil, err
-	case prev.Key.ObjectID == ExtentCsumObjectID && prev.Key.Type == ExtentCsumKey && prev.Key.Offset < start:
-		if err := add(prev); err != nil {
+	case prev.Key.ObjectID == ExtentCsumObjectID && prev.Key.Type == ExtentCsumKey:
+		covered, err := add(prev)
+		if err != nil {
 			return nil, err
 		}
+		if covered >= end {
+			return sums, nil
+		}
 	}
-	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, add)
+	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, func(it Item) error {
+		_, err := add(it)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("data checksums of 0x%x: %w", start, err)
 	}
