@@ -65,12 +65,13 @@ type chunk struct {
 	meta []byte  // the metadata commands, and the data command's prefix
 	buf  *[]byte // data commands once filled: meta and the whole command
 	ref  DataRef // data commands only
-	// prefixLen is the length of the data command's prefix, at the end
-	// of meta.
-	prefixLen int
 	data bool
 	sum  uint64     // skeleton hash of the stream up to the chunk's end
 	done chan error // data commands: the worker's result
+
+	// prefixLen is the length of the data command's prefix, at the end
+	// of meta.
+	prefixLen int
 }
 
 var chunkPool = sync.Pool{New: func() any { return &chunk{done: make(chan error, 1)} }}
