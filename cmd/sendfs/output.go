@@ -164,18 +164,41 @@ func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 // Close stops the writing goroutine once its write (if any) returns.
 func (iw *interruptibleWriter) Close() { close(iw.req) }
 
-// outputBuffer is what a stream is buffered in before it is written: the
-// pipeline hands over a chunk per file of a small file, and a write (on the
-// writing goroutine, for an interruptibleWriter) per chunk cost more than
-// copying them.
-const outputBuffer = 1 << 20
+// outputWriter buffers a stream on its way to w: the pipeline hands over a
+// chunk per small file, and a write per chunk (two goroutine handoffs on
+// an interruptibleWriter) cost more than copying them. A write of at least
+// directWrite bytes (a data command of a big file) goes straight to w
+// instead: copying it would only add to the writer's work.
+type outputWriter struct {
+	*bufio.Writer
+	w io.Writer
+}
+
+const (
+	outputBuffer = 1 << 20
+	directWrite  = 32 << 10
+)
+
+func newOutputWriter(w io.Writer) *outputWriter {
+	return &outputWriter{bufio.NewWriterSize(w, outputBuffer), w}
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if len(p) < directWrite {
+		return o.Writer.Write(p)
+	}
+	if err := o.Flush(); err != nil {
+		return 0, err
+	}
+	return o.w.Write(p)
+}
 
 // writeInterruptibly runs write into w through iw and a buffer, then closes
 // iw. On failure nothing more is written: iw.written says how much was.
 func writeInterruptibly(ctx context.Context, w io.Writer, write func(io.Writer) (int64, error)) (*interruptibleWriter, error) {
 	iw := newInterruptibleWriter(ctx, w)
 	defer iw.Close()
-	bw := bufio.NewWriterSize(iw, outputBuffer)
+	bw := newOutputWriter(iw)
 	if _, err := write(bw); err != nil {
 		return iw, err
 	}
@@ -229,7 +252,7 @@ func writeFile(ctx context.Context, path string, write func(io.Writer) (int64, e
 			}
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, outputBuffer)
+	bw := newOutputWriter(tmp)
 	if _, err := write(bw); err != nil {
 		return fmt.Errorf("%w; %s was not written", err, path)
 	}
