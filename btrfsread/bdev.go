@@ -24,7 +24,8 @@ import (
 //   - through windows: aligned 64 KiB pieces of the device, read once and
 //     kept in a byte-bounded cache of the device's own (windowCacheBytes),
 //     so that the tree blocks and small extents that share a window cost
-//     one read;
+//     one read; the buffer of a window the cache drops is used again once
+//     no reader holds it (a send reads gigabytes through them);
 //   - with read-ahead: a read that enters a window whose three
 //     predecessors are cached is sequential, and the next windows are read
 //     ahead in large batches (one 1 MiB preadv into 16 windows), a few
@@ -77,7 +78,7 @@ type blockDevice struct {
 
 	// windows is replaced as a whole when it may be stale (dropCache):
 	// a read-ahead in flight then fills the old cache, which no one reads.
-	windows atomic.Pointer[lru.Cache[int64, []byte]]
+	windows atomic.Pointer[lru.Cache[int64, *window]]
 	last    atomic.Int64 // the window read last, -1 at first
 	slots   chan struct{}
 	// readAheads counts the batches read ahead (tests see read-ahead).
@@ -107,8 +108,44 @@ func coherentReader(f *os.File, size int64) (io.ReaderAt, error) {
 	return d, nil
 }
 
-func newWindowCache() *lru.Cache[int64, []byte] {
-	return lru.New[int64](windowCacheBytes, func(w []byte) int64 { return int64(cap(w)) })
+func newWindowCache() *lru.Cache[int64, *window] {
+	return lru.NewDropping[int64](windowCacheBytes, func(w *window) int64 { return int64(cap(w.b)) }, (*window).release)
+}
+
+// window is one window's bytes, in a buffer of directBufs that goes back
+// there once neither the cache nor a reader holds it. A window is never
+// used again after that: a reader that found it in the cache just before
+// the cache dropped it fails to acquire it and looks again.
+type window struct {
+	b    []byte
+	buf  *[]byte
+	refs atomic.Int32 // the cache's reference and the readers'; 0 once released for good
+}
+
+// newWindow makes a window of the first n bytes of buf, held by the cache.
+func newWindow(buf *[]byte, n int) *window {
+	w := &window{b: (*buf)[:n], buf: buf}
+	w.refs.Store(1)
+	return w
+}
+
+// acquire takes a reader's reference, unless w was released for good.
+func (w *window) acquire() bool {
+	for {
+		r := w.refs.Load()
+		if r == 0 {
+			return false
+		}
+		if w.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (w *window) release() {
+	if w.refs.Add(-1) == 0 {
+		directBufs.Put(w.buf)
+	}
 }
 
 // Close closes both descriptors.
@@ -124,18 +161,22 @@ func (d *blockDevice) ReadAt(p []byte, off int64) (int, error) {
 		pos := off + int64(done)
 		w, err := d.window(pos / windowSize)
 		skip := int(pos % windowSize)
-		if err != nil || skip >= len(w) {
+		if err != nil || skip >= len(w.b) {
+			if err == nil {
+				w.release()
+			}
 			n, err := d.readDirect(p[done:], pos)
 			return done + n, err
 		}
-		done += copy(p[done:], w[skip:])
+		done += copy(p[done:], w.b[skip:])
+		w.release()
 	}
 	return done, nil
 }
 
 // window returns window k, from the cache, from a read-ahead in flight, or
-// read now.
-func (d *blockDevice) window(k int64) ([]byte, error) {
+// read now, acquired.
+func (d *blockDevice) window(k int64) (*window, error) {
 	cache := d.windows.Load()
 	if d.last.Swap(k) != k {
 		d.readAhead(cache, k)
@@ -146,21 +187,30 @@ func (d *blockDevice) window(k int64) ([]byte, error) {
 	if wait != nil {
 		<-wait
 	}
-	return cache.Get(k, func() ([]byte, error) {
-		w := alignedBuf(windowSize)
-		n, err := d.direct.ReadAt(w, k*windowSize)
-		if n > 0 && errors.Is(err, io.EOF) {
-			err = nil // the last window of the device
+	for {
+		w, err := cache.Get(k, func() (*window, error) {
+			buf := directBufs.Get().(*[]byte)
+			n, err := d.direct.ReadAt(*buf, k*windowSize)
+			if n > 0 && errors.Is(err, io.EOF) {
+				err = nil // the last window of the device
+			}
+			if err != nil {
+				directBufs.Put(buf)
+				return nil, err
+			}
+			return newWindow(buf, n), nil
+		})
+		if err != nil || w.acquire() {
+			return w, err
 		}
-		return w[:n], err
-	})
+	}
 }
 
 // readAhead starts batches of read-ahead after window k when the read that
 // enters k is sequential (the sequentialWindows windows before k are
 // cached) and less than readAheadWindows-readAheadBatch windows after k
 // are cached or coming.
-func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
+func (d *blockDevice) readAhead(cache *lru.Cache[int64, *window], k int64) {
 	for i := int64(1); i <= sequentialWindows; i++ {
 		if k < i || !cache.Contains(k-i) {
 			return
@@ -186,7 +236,7 @@ func (d *blockDevice) readAhead(cache *lru.Cache[int64, []byte], k int64) {
 // startBatch starts reading windows [first, first+n) ahead unless
 // maxReadAheads batches are in flight already, and reports whether it
 // did. d.mu is held.
-func (d *blockDevice) startBatch(cache *lru.Cache[int64, []byte], first, n int64) bool {
+func (d *blockDevice) startBatch(cache *lru.Cache[int64, *window], first, n int64) bool {
 	select {
 	case d.slots <- struct{}{}:
 	default:
@@ -263,10 +313,12 @@ func (fs *FS) readAheadLeaves(n *node, from int, to Key) {
 
 // readBatch reads windows [first, first+n) with one direct read into the
 // cache, then closes done.
-func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n int, done chan struct{}) {
+func (d *blockDevice) readBatch(cache *lru.Cache[int64, *window], first int64, n int, done chan struct{}) {
+	bufs := make([]*[]byte, n)
 	ws := make([][]byte, n)
 	for i := range ws {
-		ws[i] = alignedBuf(windowSize)
+		bufs[i] = directBufs.Get().(*[]byte)
+		ws[i] = *bufs[i]
 	}
 	// Through SyscallConn, which holds the descriptor: a Close meanwhile
 	// waits for the read instead of letting the number be reused.
@@ -277,11 +329,12 @@ func (d *blockDevice) readBatch(cache *lru.Cache[int64, []byte], first int64, n 
 			return true
 		})
 	}
-	for i, w := range ws {
+	for i, buf := range bufs {
 		if got <= 0 {
-			break
+			directBufs.Put(buf)
+			continue
 		}
-		cache.Put(first+int64(i), w[:min(got, windowSize)])
+		cache.Put(first+int64(i), newWindow(buf, min(got, windowSize)))
 		got -= windowSize
 	}
 	d.mu.Lock()
@@ -306,8 +359,9 @@ func readFresh(dev Device, p []byte, off int64) (int, error) {
 // device.
 func (d *blockDevice) dropCache() { d.windows.Store(newWindowCache()) }
 
-// directBufs holds aligned bounce buffers of directChunk bytes.
-const directChunk = 64 << 10 // superblocks are 4 KiB
+// directBufs holds aligned buffers of directChunk bytes: windows, and the
+// bounce buffers of readDirect.
+const directChunk = windowSize // superblocks are 4 KiB
 
 var directBufs = sync.Pool{New: func() any {
 	b := alignedBuf(directChunk)

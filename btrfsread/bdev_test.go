@@ -56,6 +56,47 @@ func TestBlockDeviceReads(t *testing.T) {
 	}
 }
 
+// TestBlockDeviceWindowReuse reads random ranges of a device several times
+// the window cache from 4 goroutines at once, so that windows are dropped
+// and their buffers used again while others read: every read must still
+// give the image file's bytes.
+func TestBlockDeviceWindowReuse(t *testing.T) {
+	img := newTestImage(t, 300)
+	writeRandomFile(t, []string{img}, 100<<20, 1, 2)
+	fs, err := Open(attachLoop(t, img))
+	must(t, err)
+	defer fs.Close()
+	bd := fs.members[0].R.(*blockDevice)
+	f, err := os.Open(img)
+	must(t, err)
+	defer f.Close()
+	size := fs.members[0].Size
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 5))
+			for range 300 {
+				// Runs of sequential reads start read-ahead batches.
+				off, n := rng.Int64N(size-4*windowSize), 1+rng.IntN(3*windowSize)
+				for range 1 + rng.IntN(8) {
+					want, got := make([]byte, n), make([]byte, n)
+					wn, _ := f.ReadAt(want, off)
+					gn, _ := bd.ReadAt(got, off)
+					if gn != wn || !bytes.Equal(got, want) {
+						errs <- fmt.Errorf("%d bytes at %d: the block device read %d bytes, the image file %d, same: %v", n, off, gn, wn, bytes.Equal(got, want))
+						return
+					}
+					off += int64(n)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		must(t, <-errs)
+	}
+}
+
 // TestBlockDeviceCorruptInBatch corrupts the first copy of a leaf that a
 // read-ahead batch reads: the walk must still read the tree as it is
 // (from the second copy); with both copies bad it must name the leaf.
@@ -147,7 +188,7 @@ func TestReadAheadLeaves(t *testing.T) {
 	must(t, err)
 	defer fs.Close()
 	bd := fs.members[0].R.(*blockDevice)
-	p, err := fsTreeForTest(t, fs, FSTreeID).descend(Key{}, false)
+	p, err := fsTreeForTest(t, fs, FSTreeID).descend(Key{}, false, new([maxTreeLevel]pathLevel))
 	must(t, err)
 	parent := p[len(p)-2].n
 	bd.dropCache() // opening read this small filesystem's metadata ahead

@@ -115,7 +115,8 @@ func parseNode(b []byte, logical uint64, r nodeRules) (*node, error) {
 	if len(b) != int(r.nodeSize) || len(b) < headerSize {
 		return bad("block is %d bytes, want nodesize %d", len(b), r.nodeSize)
 	}
-	if !bytes.Equal(r.csum.sum(b[superCsumEnd:]), b[:r.csum.size]) {
+	var sum [32]byte
+	if !bytes.Equal(r.csum.sum(&sum, b[superCsumEnd:]), b[:r.csum.size]) {
 		return bad("%s checksum mismatch", r.csum.name)
 	}
 	le := binary.LittleEndian

@@ -30,7 +30,7 @@ func finishBlock(b []byte, r nodeRules, logical, gen uint64, level uint8, nritem
 	le.PutUint64(b[headerOwner:], 5)
 	le.PutUint32(b[headerNr:], uint32(nritems))
 	b[headerLevel] = level
-	copy(b, r.csum.sum(b[superCsumEnd:]))
+	copy(b, r.csum.sum(new([32]byte), b[superCsumEnd:]))
 	return b
 }
 
@@ -109,7 +109,7 @@ func TestParseNode(t *testing.T) {
 		b := buildLeaf(testRules, 1<<20, 7, items)
 		c.edit(b)
 		if c.name != "checksum" {
-			copy(b, testRules.csum.sum(b[superCsumEnd:]))
+			copy(b, testRules.csum.sum(new([32]byte), b[superCsumEnd:]))
 		}
 		_, err := parseNode(b, 1<<20, testRules)
 		var ce *CorruptError

@@ -71,7 +71,7 @@ func leafToCorrupt(t *testing.T, imgs []string) (keys string, leaf uint64, place
 	defer fs.Close()
 	tr := fsTreeForTest(t, fs, FSTreeID)
 	keys = fmt.Sprint(allKeys(t, tr))
-	p, err := tr.descend(Key{ObjectID: 1000}, false)
+	p, err := tr.descend(Key{ObjectID: 1000}, false, new([maxTreeLevel]pathLevel))
 	must(t, err)
 	leaf = p[len(p)-1].n.logical
 	return keys, leaf, physicalPlaces(t, fs, leaf)
@@ -206,7 +206,7 @@ func TestItemErrorNamesLeaf(t *testing.T) {
 			t.Fatalf("the extent item is not once in the leaf at 0x%x", leaf)
 		}
 		b[at+inlineTypeAt] = 0xee
-		copy(b, rules.csum.sum(b[superCsumEnd:]))
+		copy(b, rules.csum.sum(new([32]byte), b[superCsumEnd:]))
 		_, err = f.WriteAt(b, int64(pl.physical))
 		must(t, err)
 		must(t, f.Close())

@@ -22,26 +22,33 @@ var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 
 // csumAlgo is one checksum algorithm in its on-disk byte form.
 type csumAlgo struct {
+	typ  uint16
 	name string
 	size int
-	sum  func(b []byte) []byte
 }
 
 var csumAlgos = map[uint16]csumAlgo{
-	CsumCRC32C: {"crc32c", 4, func(b []byte) []byte {
-		return binary.LittleEndian.AppendUint32(nil, crc32.Checksum(b, crc32cTable))
-	}},
-	CsumXXHash64: {"xxhash64", 8, func(b []byte) []byte {
-		return binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(b))
-	}},
-	CsumSHA256: {"sha256", 32, func(b []byte) []byte {
-		s := sha256.Sum256(b)
-		return s[:]
-	}},
-	CsumBlake2b: {"blake2b", 32, func(b []byte) []byte {
-		s := blake2b.Sum256(b)
-		return s[:]
-	}},
+	CsumCRC32C:   {CsumCRC32C, "crc32c", 4},
+	CsumXXHash64: {CsumXXHash64, "xxhash64", 8},
+	CsumSHA256:   {CsumSHA256, "sha256", 32},
+	CsumBlake2b:  {CsumBlake2b, "blake2b", 32},
+}
+
+// sum computes the checksum of b in its on-disk byte form into buf and
+// returns it (size bytes of buf): a caller's array on its stack, as this
+// runs for every sector read.
+func (a csumAlgo) sum(buf *[32]byte, b []byte) []byte {
+	switch a.typ {
+	case CsumCRC32C:
+		binary.LittleEndian.PutUint32(buf[:], crc32.Checksum(b, crc32cTable))
+	case CsumXXHash64:
+		binary.LittleEndian.PutUint64(buf[:], xxhash.Sum64(b))
+	case CsumSHA256:
+		*buf = sha256.Sum256(b)
+	case CsumBlake2b:
+		*buf = blake2b.Sum256(b)
+	}
+	return buf[:a.size]
 }
 
 // csumAlgoFor returns the algorithm of a csum_type, or an ErrUnsupported
@@ -56,8 +63,8 @@ func csumAlgoFor(t uint16) (csumAlgo, error) {
 
 // checksum computes the filesystem's checksum (crc32c, xxhash64, sha256 or
 // blake2b-256 per the superblock) of b, in its on-disk byte form, truncated
-// to csumSize.
-func (fs *FS) checksum(b []byte) []byte { return fs.csum.sum(b) }
+// to csumSize, into buf.
+func (fs *FS) checksum(buf *[32]byte, b []byte) []byte { return fs.csum.sum(buf, b) }
 
 // csumSize is the on-disk size of one checksum (4, 8 or 32).
 func (fs *FS) csumSize() int { return fs.csum.size }

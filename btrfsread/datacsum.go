@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // dataCsums returns the stored checksum of each sector of the sector-aligned
@@ -22,11 +23,12 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 		return nil, err
 	}
 	end := start + length
-	// add copies the csums of one item that fall into the range.
-	add := func(it Item) error {
+	// add copies the csums of one item that fall into the range; it
+	// returns where the item's csums end.
+	add := func(it Item) (uint64, error) {
 		first := it.Key.Offset
 		if first%ss != 0 || len(it.Data)%cs != 0 {
-			return &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
+			return 0, &CorruptError{Logical: it.Leaf, Reason: "misaligned csum item", Value: it.Key}
 		}
 		n := uint64(len(it.Data) / cs)
 		lo, hi := max(first, start), min(first+n*ss, end)
@@ -34,20 +36,28 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 			i := (l - first) / ss
 			sums[(l-start)/ss] = it.Data[i*uint64(cs) : (i+1)*uint64(cs)]
 		}
-		return nil
+		return first + n*ss, nil
 	}
-	// The item covering start begins at or before it.
+	// The item covering start begins at or before it; when it covers the
+	// whole range (items do not overlap), no other item has any of it.
 	prev, err := t.SearchBefore(Key{ExtentCsumObjectID, ExtentCsumKey, start})
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return nil, err
-	case prev.Key.ObjectID == ExtentCsumObjectID && prev.Key.Type == ExtentCsumKey && prev.Key.Offset < start:
-		if err := add(prev); err != nil {
+	case prev.Key.ObjectID == ExtentCsumObjectID && prev.Key.Type == ExtentCsumKey:
+		covered, err := add(prev)
+		if err != nil {
 			return nil, err
 		}
+		if covered >= end {
+			return sums, nil
+		}
 	}
-	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, add)
+	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, func(it Item) error {
+		_, err := add(it)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("data checksums of 0x%x: %w", start, err)
 	}
@@ -99,7 +109,9 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 	end := (logical + uint64(len(p)) + ss - 1) &^ (ss - 1)
 	buf := p
 	if start != logical || end != logical+uint64(len(p)) {
-		buf = make([]byte, end-start)
+		sp := getScratch(int(end - start))
+		defer putScratch(sp)
+		buf = *sp
 	}
 	fail := func(l uint64, err error) error {
 		c := ctx
@@ -159,6 +171,29 @@ func (fs *FS) readDataCopies(ctx DataContext, logical uint64, p []byte, linear b
 	return nil
 }
 
+// scratch holds the buffers of reads that do not start and end on sector
+// boundaries (the end of most files), whose sectors are read whole, up to
+// maxScratch bytes each.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 1 << 20
+
+// getScratch returns a scratch buffer of n bytes, for putScratch.
+func getScratch(n int) *[]byte {
+	sp := scratch.Get().(*[]byte)
+	if cap(*sp) < n {
+		*sp = make([]byte, n)
+	}
+	*sp = (*sp)[:n]
+	return sp
+}
+
+func putScratch(sp *[]byte) {
+	if cap(*sp) <= maxScratch {
+		scratch.Put(sp)
+	}
+}
+
 // readDataRun reads dst, sectors all bad so far, from copy mirror at
 // logical (fresh: past any cache of ours) and checks each sector against
 // sums. It updates bad (nil for a
@@ -178,11 +213,12 @@ func (fs *FS) readDataRun(dst []byte, logical uint64, mirror int, fresh bool, su
 		return 0, err
 	}
 	fixed := 0
+	var sum [32]byte
 	for i := range bad {
 		switch {
 		case readErrs[i] != nil:
 			bad[i] = readErrs[i]
-		case sums[i] != nil && !bytes.Equal(fs.checksum(dst[uint64(i)*ss:uint64(i+1)*ss]), sums[i]):
+		case sums[i] != nil && !bytes.Equal(fs.checksum(&sum, dst[uint64(i)*ss:uint64(i+1)*ss]), sums[i]):
 			bad[i] = fmt.Errorf("copy %d: %w", mirror+1, ErrDataChecksum)
 		default:
 			bad[i] = nil

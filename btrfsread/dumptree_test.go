@@ -76,7 +76,7 @@ func dumpTreeItems(t testing.TB, tree string, imgs ...string) []string {
 // form (itemoff is relative to the end of the header).
 func walkItemsWithOffsets(t testing.TB, tr Tree) []string {
 	t.Helper()
-	p, err := tr.descend(Key{}, false)
+	p, err := tr.descend(Key{}, false, new([maxTreeLevel]pathLevel))
 	if err != nil {
 		t.Fatal(err)
 	}

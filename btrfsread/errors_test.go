@@ -164,7 +164,7 @@ func TestInfo(t *testing.T) {
 		i.NumDevices != 1 || i.TotalBytes != 300<<20 || i.Generation == 0 || i.FSID.IsZero() || i.FSID != i.MetadataUUID {
 		t.Errorf("Info: %+v", i)
 	}
-	if fs.csumSize() != 8 || len(fs.checksum([]byte("x"))) != 8 {
+	if fs.csumSize() != 8 || len(fs.checksum(new([32]byte), []byte("x"))) != 8 {
 		t.Errorf("xxhash csum size %d", fs.csumSize())
 	}
 }

@@ -24,7 +24,7 @@ func FuzzNode(f *testing.F) {
 		copy(b, data)
 		binary.LittleEndian.PutUint64(b[headerBytenr:], 4096)
 		copy(b[headerFSID:], testRules.fsid[:])
-		copy(b, testRules.csum.sum(b[superCsumEnd:]))
+		copy(b, testRules.csum.sum(new([32]byte), b[superCsumEnd:]))
 		n, err := parseNode(b, 4096, testRules)
 		if err != nil {
 			if _, ok := err.(*CorruptError); !ok {

@@ -40,7 +40,7 @@ func (sv *Subvolume) Inode(ino uint64) (InodeItem, error) {
 	}
 	inode, err := ParseInodeItem(it.Data)
 	if err != nil {
-		return InodeItem{}, sv.inodeErr(ino, "item", it.named(err))
+		return InodeItem{}, sv.inodeErr(ino, "item", err)
 	}
 	return inode, nil
 }
@@ -56,7 +56,7 @@ func (sv *Subvolume) Refs(ino uint64) ([]InodeRef, error) {
 	err := sv.walkItems(ino, InodeRefKey, InodeExtrefKey, func(it Item) error {
 		r, err := ParseInodeRefs(it.Key, it.Data)
 		refs = append(refs, r...)
-		return it.named(err)
+		return err
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "refs", err)
@@ -70,7 +70,7 @@ func (sv *Subvolume) ReadDir(ino uint64) ([]DirItem, error) {
 	err := sv.walkItems(ino, DirIndexKey, DirIndexKey, func(it Item) error {
 		d, err := ParseDirItems(it.Key, it.Data)
 		ents = append(ents, d...)
-		return it.named(err)
+		return err
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "directory", err)
@@ -85,7 +85,6 @@ func (sv *Subvolume) LookupName(dir uint64, name []byte) (DirItem, error) {
 	if err == nil {
 		var ents []DirItem
 		ents, err = ParseDirItems(it.Key, it.Data)
-		err = it.named(err)
 		for _, d := range ents {
 			if bytes.Equal(d.Name, name) {
 				return d, nil
@@ -136,7 +135,7 @@ func (sv *Subvolume) Xattrs(ino uint64) ([]Xattr, error) {
 		for _, d := range ents {
 			xs = append(xs, Xattr{Name: d.Name, Value: d.Data})
 		}
-		return it.named(err)
+		return err
 	})
 	if err != nil {
 		return nil, sv.inodeErr(ino, "xattrs", err)
@@ -189,7 +188,7 @@ func (sv *Subvolume) Extents(ino, from uint64, fn func(off uint64, e *FileExtent
 	case prev.Key.ObjectID == ino && prev.Key.Type == ExtentDataKey && prev.Key.Offset < from:
 		e, err := ParseFileExtent(prev.Data)
 		if err != nil {
-			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", prev.Key.Offset), prev.named(err))
+			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", prev.Key.Offset), err)
 		}
 		if prev.Key.Offset+e.Len() > from {
 			start = prev.Key.Offset
@@ -198,7 +197,7 @@ func (sv *Subvolume) Extents(ino, from uint64, fn func(off uint64, e *FileExtent
 	return t.Walk(Key{ino, ExtentDataKey, start}, Key{ino, ExtentDataKey, ^uint64(0)}, func(it Item) error {
 		e, err := ParseFileExtent(it.Data)
 		if err != nil {
-			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", it.Key.Offset), it.named(err))
+			return sv.inodeErr(ino, fmt.Sprintf("extent at %d", it.Key.Offset), err)
 		}
 		return fn(it.Key.Offset, &e)
 	})

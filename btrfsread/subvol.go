@@ -30,20 +30,23 @@ func (sv *Subvolume) ReadOnly() bool { return sv.Root.Flags&RootSubvolReadOnly !
 func (sv *Subvolume) FS() *FS { return sv.fs }
 
 // String names the subvolume in messages and listings by its path from
-// the top level, as a user can type it back: quoted as a Go string when a
-// name on disk holds bytes that are not printable UTF-8 (a newline or an
-// invalid byte would break a line of output); the top level is
+// the top level, as a user can type it back (QuotePath); the top level is
 // `<top level> (id 5)`.
 func (sv *Subvolume) String() string {
 	if sv.ID == FSTreeID {
 		return "<top level> (id 5)"
 	}
-	for _, r := range sv.Path {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
-			return strconv.Quote(sv.Path)
-		}
+	return QuotePath(sv.Path)
+}
+
+// QuotePath is p as messages and listings print a path: quoted as a Go
+// string when it holds bytes that are not printable UTF-8 (a newline or an
+// invalid byte would break a line of output), else as it is.
+func QuotePath(p string) string {
+	if strings.ContainsFunc(p, func(r rune) bool { return r == unicode.ReplacementChar || !unicode.IsPrint(r) }) {
+		return strconv.Quote(p)
 	}
-	return sv.Path
+	return p
 }
 
 // Tree returns the tree with the given root id, found through its ROOT_ITEM.
@@ -75,7 +78,7 @@ func (fs *FS) rootItem(id uint64) (RootItem, error) {
 	}
 	r, err := ParseRootItem(it.Data)
 	if err != nil {
-		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, it.named(err))
+		return RootItem{}, fmt.Errorf("root item of tree %d: %w", id, err)
 	}
 	return r, nil
 }
@@ -187,7 +190,7 @@ func (r *subvolResolver) link(sv *Subvolume, depth int) error {
 	}
 	ref, err := ParseRootRef(it.Data)
 	if err != nil {
-		return fmt.Errorf("subvolume %d backref: %w", sv.ID, it.named(err))
+		return fmt.Errorf("subvolume %d backref: %w", sv.ID, err)
 	}
 	parent, err := r.resolve(it.Key.Offset, depth+1)
 	if err != nil {

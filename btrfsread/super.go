@@ -147,7 +147,8 @@ func parseSuperblock(b []byte, at uint64) (*superblock, error) {
 		return nil, err
 	}
 	sb.csum = algo
-	if !bytes.Equal(algo.sum(b[superCsumEnd:]), b[:algo.size]) {
+	var sum [32]byte
+	if !bytes.Equal(algo.sum(&sum, b[superCsumEnd:]), b[:algo.size]) {
 		return nil, &CorruptError{Reason: fmt.Sprintf("superblock at physical 0x%x: %s checksum mismatch", at, algo.name)}
 	}
 	sb.fsid = raw.FSID

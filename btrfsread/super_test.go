@@ -92,7 +92,7 @@ func TestRawLayouts(t *testing.T) {
 	}
 }
 
-func crc32cSum(b []byte) []byte { return csumAlgos[CsumCRC32C].sum(b) }
+func crc32cSum(b []byte) []byte { return csumAlgos[CsumCRC32C].sum(new([32]byte), b) }
 
 // buildImage assembles the synthetic image around superblock sb.
 func buildImage(sb []byte) []byte {

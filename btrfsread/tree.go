@@ -71,14 +71,15 @@ type pathLevel struct {
 type path []pathLevel
 
 // descend follows, from the root, the child whose range holds k (the last
-// pointer <= k). With strict set it fails with ErrNotFound when k sorts
-// before the whole tree; otherwise it takes the first child then.
-func (t Tree) descend(k Key, strict bool) (path, error) {
+// pointer <= k), into buf (the caller's array, which stays on its stack).
+// With strict set it fails with ErrNotFound when k sorts before the whole
+// tree; otherwise it takes the first child then.
+func (t Tree) descend(k Key, strict bool, buf *[maxTreeLevel]pathLevel) (path, error) {
 	n, err := t.root()
 	if err != nil {
 		return nil, err
 	}
-	p := make(path, 0, n.level+1)
+	p := path(buf[:0])
 	for n.level > 0 {
 		slot := n.lastAtOrBefore(k)
 		if slot < 0 {
@@ -97,7 +98,8 @@ func (t Tree) descend(k Key, strict bool) (path, error) {
 
 // Search returns the item with exactly key k, or ErrNotFound.
 func (t Tree) Search(k Key) (Item, error) {
-	p, err := t.descend(k, true)
+	var buf [maxTreeLevel]pathLevel
+	p, err := t.descend(k, true, &buf)
 	if err != nil {
 		return Item{}, err
 	}
@@ -112,7 +114,8 @@ func (t Tree) Search(k Key) (Item, error) {
 // Every child's first key equals its parent's key (checked on read), so the
 // leaf reached by descent holds the answer if there is one.
 func (t Tree) SearchBefore(k Key) (Item, error) {
-	p, err := t.descend(k, true)
+	var buf [maxTreeLevel]pathLevel
+	p, err := t.descend(k, true, &buf)
 	if err != nil {
 		return Item{}, err
 	}
@@ -129,7 +132,8 @@ func (t Tree) Walk(from, to Key, fn func(Item) error) error {
 	if from.Compare(to) > 0 {
 		return nil
 	}
-	p, err := t.descend(from, false)
+	var buf [maxTreeLevel]pathLevel
+	p, err := t.descend(from, false, &buf)
 	if err != nil {
 		return err
 	}

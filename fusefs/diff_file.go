@@ -36,7 +36,7 @@ type differ func(ctx context.Context, child, parent *btrfsread.Subvolume) ([]byt
 // pair, with the default stream options (the diff does not depend on the
 // form the mount serves streams in).
 func diffText(ctx context.Context, child, parent *btrfsread.Subvolume) ([]byte, error) {
-	s, err := sendgenOpener(sendgen.Options{})(child, parent)
+	s, err := sendgenOpener(sendgen.Options{}, nil)(child, parent)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,8 @@ type Config struct {
 	// AllSubvolumes serves writable subvolumes too (for images that are not
 	// mounted anywhere); by default only read-only ones, as btrfs send.
 	AllSubvolumes bool
-	// CacheDir keeps computed stream sizes across mounts; "" disables it.
+	// CacheDir keeps computed stream sizes, and the plans built for
+	// readers that jump, across mounts; "" disables it.
 	CacheDir string
 	// Logger receives one line per failed read or lookup and progress
 	// messages; nil discards them.
@@ -50,7 +51,10 @@ type Root struct {
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 	owner   owner
-	slots   chan struct{} // one per background size computation (computeSize)
+	// slots and urgentSlots bound the size computations computeSize runs
+	// in the background and for from/ listings, one token each: apart, so
+	// that an urgent one never waits for a slot a paused one holds.
+	slots, urgentSlots chan struct{}
 	// failed is the refresh error last logged (follow.go), so that a
 	// failing poll logs once.
 	failed string
@@ -71,7 +75,11 @@ func New(cfg Config) (*Root, error) {
 	}
 	opts := cfg.Stream
 	opts.CloneSources, opts.AllowWritable = nil, false
-	r := newRoot(svs, cfg, sendgenOpener(opts))
+	var plans *sendgen.PlanCache
+	if cfg.CacheDir != "" {
+		plans = sendgen.NewPlanCache(cfg.CacheDir, logger(cfg))
+	}
+	r := newRoot(svs, cfg, sendgenOpener(opts, plans))
 	r.diff = diffText
 	r.fs = cfg.FS
 	r.catalog().generation = gen
@@ -79,25 +87,31 @@ func New(cfg Config) (*Root, error) {
 }
 
 func newRoot(svs []*btrfsread.Subvolume, cfg Config, open streamOpener) *Root {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logger(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Root{
-		refresh: cfg.Refresh,
-		allSubs: cfg.AllSubvolumes,
-		sizes:   newSizeCache(ctx, cfg.CacheDir, log),
-		open:    open,
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		owner:   owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
-		slots:   make(chan struct{}, runtime.NumCPU()),
+		refresh:     cfg.Refresh,
+		allSubs:     cfg.AllSubvolumes,
+		sizes:       newSizeCache(ctx, cfg.CacheDir, log),
+		open:        open,
+		log:         log,
+		ctx:         ctx,
+		cancel:      cancel,
+		owner:       owner{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())},
+		slots:       make(chan struct{}, runtime.NumCPU()),
+		urgentSlots: make(chan struct{}, runtime.NumCPU()),
 	}
 	r.cat.Store(newCatalog(svs, cfg.AllSubvolumes))
 	r.dir = dir{r: r, ino: inoRoot, contents: rootContents{}}
 	return r
+}
+
+// logger is cfg.Logger, or one that discards.
+func logger(cfg Config) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
 }
 
 // catalog returns the subvolumes served now.

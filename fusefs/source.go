@@ -35,14 +35,18 @@ func (s sendgenStream) NewReader(ctx context.Context) (io.ReaderAt, error) {
 // sendgenOpener opens streams with the stream options of the mount (those of
 // `sendfs send` by default), adding AllowWritable only for pairs that
 // involve a writable subvolume (so read-only pairs keep exactly the CLI's
-// bytes and cache keys).
-func sendgenOpener(base sendgen.Options) streamOpener {
+// bytes and cache keys). With plans, their readers take and keep their
+// plans there.
+func sendgenOpener(base sendgen.Options, plans *sendgen.PlanCache) streamOpener {
 	return func(child, parent *btrfsread.Subvolume) (pairStream, error) {
 		opts := base
 		opts.AllowWritable = !child.ReadOnly() || (parent != nil && !parent.ReadOnly())
 		s, err := sendgen.NewStream(child, parent, opts)
 		if err != nil {
 			return nil, err
+		}
+		if plans != nil {
+			s.UsePlanCache(plans)
 		}
 		return sendgenStream{s}, nil
 	}

@@ -86,19 +86,22 @@ func (r *Root) computeSizes(pairs []pair, workers int, urgent bool) int {
 }
 
 // computeSize sizes one pair, holding one of the root's slots so that
-// background sizing never runs on more goroutines than there are CPUs, however
-// many from/ listings start it at once. An urgent pair counts as waited for
-// while it waits for its slot too, so that background sizes holding the
-// slots pause for it.
+// sizing never runs on more goroutines than there are CPUs, however many
+// from/ listings start it at once. An urgent pair counts as waited for
+// while it waits for its slot too, so that background passes pause for it;
+// urgent pairs have slots of their own, since a background pass holding
+// one pauses.
 func (r *Root) computeSize(p pair, urgent bool) error {
 	s, err := r.openPair(p)
 	if err == nil {
+		slots := r.slots
 		if urgent {
+			slots = r.urgentSlots
 			defer r.sizes.prio.want(s.CacheKey())()
 		}
 		select {
-		case r.slots <- struct{}{}:
-			defer func() { <-r.slots }()
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
 		case <-r.ctx.Done():
 			return r.ctx.Err()
 		}

@@ -25,6 +25,9 @@ type sendCtx struct {
 	send   *btrfsread.Subvolume
 	parent *btrfsread.Subvolume   // nil for a full send
 	roots  []*btrfsread.Subvolume // clone roots, once known (cloneRoots)
+	// walked holds the data extents of the file extent items a full send
+	// with no clone root but its own has walked past (findExtentClone).
+	walked extentFilter
 	cmd    Command
 	// inodes holds the inode items read so far (shared with ns).
 	inodes *inodeCache
@@ -135,9 +138,15 @@ func run(ctx context.Context, child, parent *btrfsread.Subvolume, opts Options, 
 // fullSend feeds every item of the send tree, from the root directory on, as
 // new.
 func (s *sendCtx) fullSend() error {
+	if len(s.cloneRoots()) == 1 {
+		s.walked = newExtentFilter()
+	}
 	from := btrfsread.Key{ObjectID: btrfsread.FirstFreeObjectID, Type: btrfsread.InodeItemKey}
 	return s.send.Tree().Walk(from, btrfsread.MaxKey, func(it btrfsread.Item) error {
-		return s.changed(btrfsread.Change{Kind: btrfsread.Added, Key: it.Key, Left: it.Data})
+		if err := s.changed(btrfsread.Change{Kind: btrfsread.Added, Key: it.Key, Left: it.Data}); err != nil {
+			return err
+		}
+		return s.walked.addItem(it)
 	})
 }
 
@@ -224,11 +233,11 @@ func (s *sendCtx) refDirsChanged(k btrfsread.Key, data []byte) (bool, error) {
 		return false, err
 	}
 	for _, dir := range parentDirs(refs) {
-		newGen, err := s.inodeGen(s.send, dir)
+		newGen, err := s.inodes.gen(s.send, dir)
 		if err != nil {
 			return false, err
 		}
-		oldGen, err := s.inodeGen(s.parent, dir)
+		oldGen, err := s.inodes.gen(s.parent, dir)
 		if err != nil {
 			return false, err
 		}

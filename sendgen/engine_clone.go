@@ -62,11 +62,18 @@ func (s *sendCtx) findExtentClone(off uint64, fe *btrfsread.FileExtent) (*cloneS
 	if off >= s.curSize || fe.Type == btrfsread.ExtentInline || fe.DiskBytenr == 0 {
 		return nil, nil
 	}
+	if s.walked != nil && !s.walked.mayHave(fe.DiskBytenr) && s.curNextWriteOffset <= off {
+		// A full send without clone sources can only clone from the
+		// items it has walked past: those of earlier inodes, and those
+		// of this one before off that end where it has written.
+		// None of them points to this extent.
+		return nil, nil
+	}
 	roots := s.cloneRoots()
 	if len(roots) == 1 {
-		// A full send without clone sources: most extents have one
-		// reference, ours, which one search of the extent tree tells
-		// without reading (and caching) the backrefs.
+		// Most extents have one reference, ours, which one search of
+		// the extent tree tells without reading (and caching) the
+		// backrefs.
 		refs, err := s.send.FS().ExtentRefs(fe.DiskBytenr)
 		switch {
 		case notFound(err) || err == nil && refs == 1:
@@ -241,6 +248,55 @@ func (s *sendCtx) sharedItems(bytenr uint64, brs []btrfsread.DataBackref) ([]btr
 	return out, nil
 }
 
+// extentFilter is a Bloom filter of data extent addresses, of fixed size: it
+// answers that an address was not added, or that it may have been. It
+// stays useful up to a few hundred thousand addresses; past that it says
+// "may" more and more often, which costs a backref search, never a clone.
+type extentFilter []uint64
+
+const (
+	extentFilterBits  = 1 << 21 // 256 KiB
+	extentFilterProbe = 21      // bits of the hash per probe
+)
+
+func newExtentFilter() extentFilter { return make(extentFilter, extentFilterBits/64) }
+
+// bits are the filter's three bit positions for bytenr.
+func (extentFilter) bits(bytenr uint64) [3]uint64 {
+	// splitmix64's finalizer: addresses are sector multiples.
+	h := bytenr
+	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	h ^= h >> 31
+	const mask = extentFilterBits - 1
+	return [3]uint64{h & mask, h >> extentFilterProbe & mask, h >> (2 * extentFilterProbe) & mask}
+}
+
+// addItem adds the data extent of a file extent item (nil f: nothing).
+func (f extentFilter) addItem(it btrfsread.Item) error {
+	if f == nil || it.Key.Type != btrfsread.ExtentDataKey {
+		return nil
+	}
+	fe, err := btrfsread.ParseFileExtent(it.Data)
+	if err != nil || fe.Type == btrfsread.ExtentInline || fe.DiskBytenr == 0 {
+		return err
+	}
+	for _, b := range f.bits(fe.DiskBytenr) {
+		f[b/64] |= 1 << (b % 64)
+	}
+	return nil
+}
+
+// mayHave reports whether the extent at bytenr may have been added.
+func (f extentFilter) mayHave(bytenr uint64) bool {
+	for _, b := range f.bits(bytenr) {
+		if f[b/64]&(1<<(b%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // maxExtentSpan bounds how far past a backref's offset its items can start:
 // a data extent is at most 128 MiB.
 const maxExtentSpan = 128 << 20
@@ -370,7 +426,7 @@ func (s *sendCtx) sendClone(offset, length uint64, src *cloneSource, srcOff uint
 	}
 	var srcPath []byte
 	if src.root == s.send {
-		gen, err := s.inodeGen(s.send, src.ino)
+		gen, err := s.inodes.gen(s.send, src.ino)
 		if err != nil {
 			return err
 		}

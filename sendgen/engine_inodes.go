@@ -83,6 +83,12 @@ func (c *inodeCache) index(root *btrfsread.Subvolume, ino uint64) uint64 {
 	return (ino ^ root.ID*0x9e3779b97f4a7c15) % inodeCacheSlots
 }
 
+// gen returns ino's generation in root; a missing inode is an error.
+func (c *inodeCache) gen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
+	ii, err := c.item(root, ino)
+	return ii.Generation, err
+}
+
 // item returns ino's inode item in root; a missing inode is an error.
 func (c *inodeCache) item(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, error) {
 	ii, ok, err := c.get(root, ino)

@@ -58,12 +58,12 @@ func (s *sendCtx) waitForDestDirMove(ref *recordedRef, isOrphan bool) (bool, err
 		return false, nil
 	}
 	other := di.Location.ObjectID
-	leftGen, err := s.inodeGen(s.parent, other)
+	leftGen, err := s.inodes.gen(s.parent, other)
 	if err != nil {
 		return false, err
 	}
-	rightGen, ok, err := s.inodeGenIfExists(s.send, other)
-	if err != nil || !ok || rightGen != leftGen {
+	right, ok, err := s.inodes.get(s.send, other)
+	if err != nil || !ok || right.Generation != leftGen {
 		return false, err
 	}
 	if wdm := s.waitingDirMoves[other]; wdm != nil && !wdm.orphanized {
@@ -71,11 +71,6 @@ func (s *sendCtx) waitForDestDirMove(ref *recordedRef, isOrphan bool) (bool, err
 		return true, nil
 	}
 	return false, nil
-}
-
-func (s *sendCtx) inodeGenIfExists(root *btrfsread.Subvolume, ino uint64) (uint64, bool, error) {
-	ii, ok, err := s.inodeInfo(root, ino)
-	return ii.Generation, ok, err
 }
 
 // waitForParentMove delays the current directory's move when one of its new
@@ -110,11 +105,11 @@ func (s *sendCtx) waitForParentMove(ref *recordedRef, isOrphan bool) (bool, erro
 			return false, err
 		}
 		if ino > s.curIno && (before.parent != after.parent || !bytes.Equal(before.name, after.name)) {
-			parentGen, ok, err := s.inodeGenIfExists(s.parent, ino)
+			inParent, ok, err := s.inodes.get(s.parent, ino)
 			if err != nil {
 				return false, err
 			}
-			if ok && parentGen == inoGen {
+			if ok && inParent.Generation == inoGen {
 				s.addPendingDirMove(s.curIno, s.curGen, ino, s.newRefs.all(), s.deletedRefs.all(), isOrphan)
 				return true, nil
 			}
@@ -243,7 +238,7 @@ func (s *sendCtx) applyDirMove(pm *pendingDirMove) error {
 	}
 	// The old and new parents changed too, unless deleted meanwhile.
 	for _, r := range pm.updateRefs {
-		_, ok, err := s.inodeInfo(s.send, r.dir)
+		_, ok, err := s.inodes.get(s.send, r.dir)
 		if err != nil {
 			return err
 		}

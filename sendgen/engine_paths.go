@@ -21,18 +21,6 @@ const (
 	stateDidDelete
 )
 
-// inodeInfo returns ino's inode item in root, with ok false when it does not
-// exist there.
-func (s *sendCtx) inodeInfo(root *btrfsread.Subvolume, ino uint64) (btrfsread.InodeItem, bool, error) {
-	return s.inodes.get(root, ino)
-}
-
-// inodeGen returns ino's generation in root; a missing inode is an error.
-func (s *sendCtx) inodeGen(root *btrfsread.Subvolume, ino uint64) (uint64, error) {
-	ii, err := s.inodes.item(root, ino)
-	return ii.Generation, err
-}
-
 // inodeStatus is what curInodeState finds of (ino, gen): its state at the
 // receiver now, and the generation each tree has for ino (0 when absent or
 // unlinked).
@@ -50,12 +38,12 @@ func (st inodeStatus) exists() bool {
 // the receiver now.
 func (s *sendCtx) curInodeState(ino, gen uint64) (inodeStatus, error) {
 	var st inodeStatus
-	left, lok, err := s.inodeInfo(s.send, ino)
+	left, lok, err := s.inodes.get(s.send, ino)
 	if err != nil {
 		return st, err
 	}
 	lok = lok && left.Nlink > 0
-	right, rok, err := s.inodeInfo(s.parent, ino)
+	right, rok, err := s.inodes.get(s.parent, ino)
 	if err != nil {
 		return st, err
 	}
@@ -104,7 +92,7 @@ func (s *sendCtx) firstRef(root *btrfsread.Subvolume, ino uint64) (pathStep, err
 	if len(refs) == 0 {
 		return pathStep{}, fmt.Errorf("inode %d in subvolume %d has no name: %w", ino, root.ID, btrfsread.ErrNotFound)
 	}
-	dirGen, err := s.inodeGen(root, refs[0].Parent)
+	dirGen, err := s.inodes.gen(root, refs[0].Parent)
 	if err != nil {
 		return pathStep{}, err
 	}
@@ -244,7 +232,7 @@ func (s *sendCtx) willOverwriteRef(dir, dirGen uint64, name []byte) (nameHolder,
 		return nameHolder{}, err
 	}
 	if _, waiting := s.waitingDirMoves[other]; other > s.sendProgress || waiting {
-		ii, ok, err := s.inodeInfo(s.parent, other)
+		ii, ok, err := s.inodes.get(s.parent, other)
 		if err != nil {
 			return nameHolder{}, err
 		}
@@ -275,7 +263,7 @@ func (s *sendCtx) didOverwriteRef(dir, dirGen, ino, gen uint64, name []byte) (bo
 	}
 	var owGen uint64
 	if ow == ino {
-		if owGen, err = s.inodeGen(s.send, ow); err != nil {
+		if owGen, err = s.inodes.gen(s.send, ow); err != nil {
 			return false, err
 		}
 		if owGen == gen {
@@ -291,7 +279,7 @@ func (s *sendCtx) didOverwriteRef(dir, dirGen, ino, gen uint64, name []byte) (bo
 	// the old name).
 	if ino != s.curIno && ow == s.curIno && s.curOrphanized[inoGen{ino, gen}] {
 		if owGen == 0 {
-			if owGen, err = s.inodeGen(s.send, ow); err != nil {
+			if owGen, err = s.inodes.gen(s.send, ow); err != nil {
 				return false, err
 			}
 		}
@@ -478,7 +466,7 @@ func (s *sendCtx) isAncestor(root *btrfsread.Subvolume, ino1, gen1, ino2 uint64)
 		return false, err
 	}
 	for _, dir := range parentDirs(refs) {
-		parentGen, err := s.inodeGen(root, dir)
+		parentGen, err := s.inodes.gen(root, dir)
 		if err != nil {
 			return false, err
 		}

@@ -83,7 +83,7 @@ func (l *refList) reset() {
 // from the send tree, deleted ones from the parent. A name recorded on the
 // other side already cancels out.
 func (s *sendCtx) recordRef(root *btrfsread.Subvolume, isNew bool, ref btrfsread.InodeRef) error {
-	dirGen, err := s.inodeGen(root, ref.Parent)
+	dirGen, err := s.inodes.gen(root, ref.Parent)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,11 @@ type plan struct {
 	segs  []segment
 	size  int64
 	whole bool // the whole stream: size is its length
+	// file serves a whole plan kept in the cache directory instead of segs
+	// (plan_file.go).
+	file *planFile
+	// bytes is what a page of a plan file costs in memory.
+	bytes int64
 }
 
 // segment is a stretch of the stream starting at off and ending where the
@@ -278,6 +283,22 @@ func (b *planBuilder) closeRun() {
 		b.segs = append(b.segs, segment{off: b.runOff, run: b.run})
 		b.run = nil
 	}
+}
+
+// reuseArena lets the arena be filled again from its start once every
+// closed segment is written elsewhere (a plan spilled to a file): the open
+// segment's bytes move to the start, or out of the arena.
+func (b *planBuilder) reuseArena() {
+	switch {
+	case b.metaStart >= 0:
+		b.arena = b.arena[:copy(b.arena, b.arena[b.metaStart:])]
+		b.metaStart = 0
+		return
+	case b.run != nil:
+		b.run.attrs = bytes.Clone(b.run.attrs)
+		b.run.ref.Extent.Inline = bytes.Clone(b.run.ref.Extent.Inline)
+	}
+	b.arena = b.arena[:0]
 }
 
 func (b *planBuilder) finish() *plan {

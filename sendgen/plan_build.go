@@ -30,20 +30,35 @@ type planBuild struct {
 // errNoReader stops a build that no Reader needs any more.
 var errNoReader = errors.New("sendgen: every reader of the stream was closed")
 
-// attachBuild returns the stream's plan build with one more user, starting
-// one under ctx when there is none or the last one failed.
+// attachBuild returns the stream's plan build with one more user: the
+// plan kept in the cache directory when there is one, else a build started
+// under ctx when there is none or the last one failed.
 func (s *Stream) attachBuild(ctx context.Context) *planBuild {
 	s.planMu.Lock()
 	defer s.planMu.Unlock()
-	if b := s.build; b != nil && b.failure() == nil {
+	if b := s.cachedBuild(ctx); b != nil && b.failure() == nil {
 		b.users++
 		return b
 	}
 	b := &planBuild{users: 1, cur: &plan{enc: s.enc, read: s.read}, grown: make(chan struct{})}
-	ctx, b.cancel = context.WithCancelCause(ctx)
+	bctx, cancel := context.WithCancelCause(ctx)
+	b.cancel = cancel
 	s.build = b
-	go s.runBuild(ctx, b)
+	go s.runBuild(ctx, bctx, b)
 	return b
+}
+
+// cachedBuild returns the stream's build, or when there is none (or it
+// failed) and the plan cache has the stream's plan, a build complete with
+// it. s.planMu is held.
+func (s *Stream) cachedBuild(ctx context.Context) *planBuild {
+	if b := s.build; s.plans == nil || b != nil && b.failure() == nil {
+		return b
+	}
+	if p := s.plans.load(ctx, s); p != nil {
+		s.build = &planBuild{cancel: func(error) {}, cur: p, grown: make(chan struct{})}
+	}
+	return s.build
 }
 
 // detachBuild undoes attachBuild: the last user of a build that is not
@@ -60,8 +75,10 @@ func (s *Stream) detachBuild(b *planBuild) {
 	}
 }
 
-// runBuild runs the engine into a planBuilder that publishes into b.
-func (s *Stream) runBuild(ctx context.Context, b *planBuild) {
+// runBuild runs the engine into a planBuilder that publishes into b,
+// under ctx, which b.cancel cancels; a plan kept in the cache directory is
+// read under outer, which outlives the build.
+func (s *Stream) runBuild(outer, ctx context.Context, b *planBuild) {
 	defer b.cancel(nil)
 	var pb *planBuilder
 	err := s.withRefresh(func() error {
@@ -80,6 +97,14 @@ func (s *Stream) runBuild(ctx context.Context, b *planBuild) {
 		return
 	}
 	b.end(p, nil)
+	if s.plans != nil {
+		// Served from the file from now on: its memory is a few pages.
+		if kept := s.plans.keep(outer, s, p); kept != nil {
+			b.mu.Lock()
+			b.cur = kept
+			b.mu.Unlock()
+		}
+	}
 }
 
 // grow publishes a bigger part of the plan.
@@ -113,9 +138,14 @@ func (b *planBuild) failure() error {
 }
 
 func (b *planBuild) complete() bool {
+	return b.plan().whole
+}
+
+// plan is the part built so far, or the whole plan.
+func (b *planBuild) plan() *plan {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.cur.whole
+	return b.cur
 }
 
 // covering waits until the plan covers the stream up to end, or is whole
@@ -135,11 +165,13 @@ func (b *planBuild) covering(end int64) (*plan, error) {
 	}
 }
 
-// planWhole reports whether the stream's whole plan is built.
-func (s *Stream) planWhole() bool {
+// planWhole reports whether the stream's whole plan is built, or kept in
+// the cache directory.
+func (s *Stream) planWhole(ctx context.Context) bool {
 	s.planMu.Lock()
 	defer s.planMu.Unlock()
-	return s.build != nil && s.build.complete()
+	b := s.cachedBuild(ctx)
+	return b != nil && b.complete()
 }
 
 // getPlan returns the stream's whole plan, building it if needed.

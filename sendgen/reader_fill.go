@@ -16,6 +16,9 @@ var materializeSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 // whole inside it. With help, goroutines from free slots regenerate data
 // commands alongside the caller.
 func (pl *plan) fill(p []byte, off int64, help bool) error {
+	if pl.file != nil {
+		return pl.file.fill(p, off, help)
+	}
 	f := filler{pl: pl, p: p, off: off}
 	end := off + int64(len(p))
 	pl.visit(off, end, func(si, i int, start int64, seg *segment) {

@@ -159,7 +159,7 @@ func (r *Reader) acquire(off, end int64) []*block {
 	case near || first:
 		w.reset()
 		w.lo = lo
-		if !r.s.planWhole() {
+		if !r.s.planWhole(r.ctx) {
 			w.feed = r.startFeed(lo)
 		}
 	default:

@@ -3,8 +3,10 @@ package sendgen
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sendfs/btrfsread"
@@ -38,13 +40,23 @@ func BenchmarkSize(b *testing.B) {
 			child, parent *btrfsread.Subvolume
 		}{"incremental", svs[0], svs[1]})
 	}
-	for _, p := range pairs {
+	// "+plan": the pass of a mount with a cache directory, which writes
+	// the stream's plan there on the way.
+	for _, p := range append(pairs, struct {
+		name          string
+		child, parent *btrfsread.Subvolume
+	}{"full+plan", svs[0], nil}) {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
+			dir := b.TempDir()
 			for b.Loop() {
 				st, err := NewStream(p.child, p.parent, Options{})
 				if err != nil {
 					b.Fatal(err)
+				}
+				if strings.HasSuffix(p.name, "+plan") {
+					os.RemoveAll(dir)
+					st.UsePlanCache(NewPlanCache(dir, slog.New(slog.DiscardHandler)))
 				}
 				n, err := st.Size(context.Background())
 				if err != nil {

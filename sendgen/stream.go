@@ -112,11 +112,16 @@ type Stream struct {
 	// read materializes a DataRef (readData; tests substitute patterns).
 	read func(ref *DataRef, p []byte) error
 
-	sizeMu sync.Mutex
-	size   int64 // -1 until known
+	// countMu makes concurrent Size calls count once. It is held across
+	// the count, which may pause (WithPause); sizeMu is held only to read
+	// or set size, so a Reader asking for the size never waits for a count.
+	countMu sync.Mutex
+	sizeMu  sync.Mutex
+	size    int64 // -1 until known
 
 	planMu sync.Mutex
 	build  *planBuild // the plan, being built or built (plan_build.go); nil before the first Reader
+	plans  *PlanCache // where whole plans are kept across mounts, nil if not (plan_file.go)
 }
 
 // NewStream checks the pair and describes its stream; it generates nothing.
@@ -223,23 +228,48 @@ func CheckSubvolume(sv *btrfsread.Subvolume, role Role, allowWritable bool) erro
 }
 
 // Size returns the exact length of the stream in bytes, computed without
-// reading file data (and remembered).
+// reading file data (and remembered). A cached plan of another length is
+// dropped.
 func (s *Stream) Size(ctx context.Context) (int64, error) {
-	s.sizeMu.Lock()
-	defer s.sizeMu.Unlock()
-	if s.size >= 0 {
-		return s.size, nil
+	n, err := s.countedSize(ctx)
+	if err == nil {
+		s.checkPlanSize(n)
 	}
-	var c counter
+	return n, err
+}
+
+// countedSize is Size without the plan check.
+func (s *Stream) countedSize(ctx context.Context) (int64, error) {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	if n := s.knownSize(); n >= 0 {
+		return n, nil
+	}
+	var n int64
 	err := s.withRefresh(func() error {
-		c = counter{enc: s.enc, n: int64(streamHeaderLen)}
-		return s.runChecked(ctx, &c)
+		var err error
+		n, err = s.count(ctx)
+		return err
 	})
+	if err == nil {
+		err = s.settleSize(n)
+	}
 	if err != nil {
 		return 0, err
 	}
-	s.size = c.n
-	return c.n, nil
+	return n, nil
+}
+
+// count runs one counting pass. With a plan cache that lacks the stream's
+// plan, the pass writes it there on the way (plan_file.go), so that the
+// next jump into the stream, on this mount or the next, needs no pass.
+func (s *Stream) count(ctx context.Context) (int64, error) {
+	if sp := s.plans.spill(s); sp != nil {
+		return sp.finish(s.runChecked(ctx, sp))
+	}
+	c := counter{enc: s.enc, n: int64(streamHeaderLen)}
+	err := s.runChecked(ctx, &c)
+	return c.n, err
 }
 
 // knownSize is the size if already known, else -1.
@@ -249,13 +279,14 @@ func (s *Stream) knownSize() int64 {
 	return s.size
 }
 
-// settleSize checks the length n a pass that generated the whole stream
-// found against a counted size, and remembers it.
+// settleSize checks the length n a pass over the whole stream found (a
+// count, or a pass that generated it) against one an earlier pass found,
+// and remembers it.
 func (s *Stream) settleSize(n int64) error {
 	s.sizeMu.Lock()
 	defer s.sizeMu.Unlock()
 	if s.size >= 0 && s.size != n {
-		return fmt.Errorf("sendgen: stream of %s is %d bytes long, but counting found %d (the engine is not deterministic)", s.child, n, s.size)
+		return fmt.Errorf("sendgen: a pass over the stream of %s found %d bytes, an earlier one %d (the engine is not deterministic)", s.child, n, s.size)
 	}
 	s.size = n
 	return nil
@@ -330,15 +361,22 @@ func WithPause(ctx context.Context, wait func(context.Context) error) context.Co
 	return context.WithValue(ctx, pauseKey{}, wait)
 }
 
+// Pause calls the wait WithPause put in ctx, if any: what an engine pass
+// does at its cancellation checks.
+func Pause(ctx context.Context) error {
+	if wait, ok := ctx.Value(pauseKey{}).(func(context.Context) error); ok {
+		return wait(ctx)
+	}
+	return nil
+}
+
 func (k *checker) emit(c *Command) error {
 	if k.count%ctxCheckEvery == 0 {
 		if err := context.Cause(k.ctx); err != nil {
 			return err
 		}
-		if pause, ok := k.ctx.Value(pauseKey{}).(func(context.Context) error); ok {
-			if err := pause(k.ctx); err != nil {
-				return err
-			}
+		if err := Pause(k.ctx); err != nil {
+			return err
 		}
 	}
 	switch {

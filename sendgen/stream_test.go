@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"sendfs/btrfsread"
 )
@@ -178,5 +179,40 @@ func TestWithPause(t *testing.T) {
 	stop := errors.New("stop")
 	if _, err := synthStream(t, 1, s.cmds).Size(WithPause(context.Background(), func(context.Context) error { return stop })); !errors.Is(err, stop) {
 		t.Errorf("Size with a failing wait: %v, want %v", err, stop)
+	}
+
+	// A paused count holds no lock that asking for the size takes.
+	stream = synthStream(t, 1, s.cmds)
+	paused, resume := make(chan struct{}), make(chan struct{})
+	wait = func(context.Context) error {
+		if calls++; calls == 1 {
+			close(paused)
+			<-resume
+		}
+		return nil
+	}
+	calls = 0
+	counted := make(chan error)
+	go func() {
+		_, err := stream.Size(WithPause(context.Background(), wait))
+		counted <- err
+	}()
+	<-paused
+	known := make(chan int64)
+	go func() { known <- stream.knownSize() }()
+	select {
+	case n := <-known:
+		if n != -1 {
+			t.Errorf("size known as %d during the count", n)
+		}
+	case <-time.After(time.Minute):
+		t.Error("asking for the size waited for a paused count")
+	}
+	close(resume)
+	if err := <-counted; err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.knownSize(); n < 0 {
+		t.Error("the count did not remember the size")
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // WriteTo's pipeline: the engine encodes metadata commands and hands data
-// commands (their prefix encoded, data not yet read) to a pool of workers;
+// commands (their prefix encoded after the metadata commands before them,
+// data not yet read) to a pool of workers;
 // the calling goroutine writes chunks in stream order, waiting for each data
 // command's worker. The engine may run far ahead of the writer: where the
 // stream is big files it costs little and where it is small files it is
@@ -56,16 +57,21 @@ func aheadShare() int64 {
 	return min(max(readAheadAll/max(passesLive.Load(), 1), minReadAhead), readAhead)
 }
 
-// chunk is one unit of the pipeline: a batch of whole metadata commands, or
-// one data command whose worker appends the data and seals it.
+// chunk is one unit of the pipeline: a batch of whole metadata commands,
+// possibly ending with one data command whose worker appends the data and
+// seals it.
 type chunk struct {
 	off  int64   // stream offset of the chunk's first byte
-	meta []byte  // the metadata commands, or the data command's prefix
-	buf  *[]byte // data commands once filled: the whole command
+	meta []byte  // the metadata commands, and the data command's prefix
+	buf  *[]byte // data commands once filled: meta and the whole command
 	ref  DataRef // data commands only
 	data bool
 	sum  uint64     // skeleton hash of the stream up to the chunk's end
 	done chan error // data commands: the worker's result
+
+	// prefixLen is the length of the data command's prefix, at the end
+	// of meta.
+	prefixLen int
 }
 
 var chunkPool = sync.Pool{New: func() any { return &chunk{done: make(chan error, 1)} }}
@@ -92,14 +98,17 @@ func (ch *chunk) bytes() []byte {
 	return ch.meta
 }
 
-// fill reads the chunk's data after the prefix and seals it.
+// fill reads the chunk's data after the prefix and seals the data command.
 func (ch *chunk) fill(ctx context.Context, read func(*DataRef, []byte) error) error {
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	ch.buf = getBufFor(len(ch.meta) + int(ch.ref.Len))
-	b, err := appendData(append((*ch.buf)[:0], ch.meta...), &ch.ref, read)
-	*ch.buf = b
+	n := len(ch.meta) + int(ch.ref.Len)
+	ch.buf = getBufFor(n)
+	b := append(slices.Grow((*ch.buf)[:0], n), ch.meta...)
+	start := len(ch.meta) - ch.prefixLen
+	cmd, err := appendData(b[start:], &ch.ref, read)
+	*ch.buf = b[:start+len(cmd)]
 	return err
 }
 
@@ -373,18 +382,22 @@ func (p *pipeSink) emit(c *Command) error {
 		}
 		return nil
 	}
-	if err := p.flush(); err != nil {
+	// The metadata batch goes with the data command, in one chunk.
+	if len(p.meta) == 0 {
+		p.metaOff = off
+	}
+	before := len(p.meta)
+	p.meta = p.skeleton(p.meta, c)
+	p.hash.Write(p.meta[before:])
+	if err := p.queued.take(p.ctx, chunkCost+int64(len(p.meta))); err != nil {
 		return err
 	}
-	prefix := p.skeleton(make([]byte, 0, n-int64(c.Data.Len)), c)
-	p.hash.Write(prefix)
-	if err := p.queued.take(p.ctx, chunkCost+int64(len(prefix))); err != nil {
-		return err
-	}
-	ch := getChunk(prefix, true)
-	ch.off = off
+	ch := getChunk(slices.Clone(p.meta), true)
+	ch.off = p.metaOff
 	ch.sum = p.hash.Sum64()
 	ch.ref = *c.Data
+	ch.prefixLen = len(p.meta) - before
+	p.meta = p.meta[:0]
 	// Workers first: they never wait for the writer, so the writer can
 	// always wait for a chunk it has received.
 	if err := p.send(p.jobs, ch); err != nil {

@@ -3,12 +3,12 @@ package snapdiff
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode"
 
 	"github.com/dustin/go-humanize"
+
+	"sendfs/btrfsread"
 )
 
 // WriteText prints one change per line, aligned: kind, type, what changed
@@ -28,9 +28,9 @@ func WriteText(w io.Writer, changes []Change) error {
 		if len(c.Meta) > 0 {
 			detail = strings.TrimPrefix(detail+", "+strings.Join(c.Meta, ", "), ", ")
 		}
-		path := quote(c.Path)
+		path := btrfsread.QuotePath(c.Path)
 		if c.Kind == Renamed {
-			path = quote(c.From) + " -> " + path
+			path = btrfsread.QuotePath(c.From) + " -> " + path
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Kind, c.Type, detail, path)
 	}
@@ -42,12 +42,4 @@ func sizeText(n *uint64) string {
 		return ""
 	}
 	return humanize.IBytes(*n)
-}
-
-// quote keeps a path on its line.
-func quote(p string) string {
-	if strings.ContainsFunc(p, func(r rune) bool { return r == unicode.ReplacementChar || !unicode.IsPrint(r) }) {
-		return strconv.Quote(p)
-	}
-	return p
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,13 +25,16 @@ import (
 // stream file must give exactly the bytes of `sendfs send`, to every tool
 // that reads it, and btrfs receive of them must rebuild the snapshots.
 
-// sendfsMount is a running `sendfs mount` process.
+// sendfsMount is a running `sendfs mount` process. Its stderr is kept and
+// printed when the test fails; a mount that hangs is ended with SIGQUIT so
+// that the stacks of its goroutines are printed too (dump).
 type sendfsMount struct {
-	dir    string
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	exited chan struct{} // closed when the process has exited
-	err    error         // its exit error, valid once exited is closed
+	dir     string
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
+	exited  chan struct{} // closed when the process has exited
+	err     error         // its exit error, valid once exited is closed
+	printed atomic.Bool   // stderr was printed already (by dump's callers)
 }
 
 // syncBuffer collects a process's stderr while the test reads it.
@@ -80,15 +84,17 @@ func startMount(t testing.TB, images []string, args ...string) *sendfsMount {
 		m.err = m.cmd.Wait()
 		close(m.exited)
 	}()
+	watchdog := m.dumpBeforeTimeout(t)
 	t.Cleanup(func() {
+		watchdog.Stop()
 		if isMounted(m.dir) {
 			runErr("fusermount3", "-u", "-z", m.dir)
 		}
-		select {
-		case <-m.exited:
-		case <-time.After(5 * time.Second):
-			m.cmd.Process.Kill()
-			<-m.exited
+		if !m.end(5 * time.Second) {
+			t.Errorf("sendfs mount %s did not exit after SIGKILL: one of its threads waits for a FUSE request", m.dir)
+		}
+		if t.Failed() && !m.printed.Swap(true) {
+			t.Logf("stderr of sendfs mount %s:\n%s", m.dir, m.stderr)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -103,6 +109,76 @@ func startMount(t testing.TB, images []string, args ...string) *sendfsMount {
 		}
 	}
 	return m
+}
+
+// dump ends the mount with SIGQUIT, on which the Go runtime prints the
+// stack of every goroutine, and returns its stderr with them. Requests
+// waiting for the mount then fail (its connection is gone).
+func (m *sendfsMount) dump() string {
+	m.printed.Store(true)
+	m.cmd.Process.Signal(syscall.SIGQUIT)
+	m.cmd.Process.Signal(syscall.SIGCONT) // were it stopped
+	m.end(30 * time.Second)
+	return m.stderr.String()
+}
+
+// end waits up to grace for the mount process to exit, then kills it, and
+// reports whether it exited. It may not: a thread of it waiting for a
+// request to its own FUSE mount (go-fuse opens a file there while
+// mounting) outlives SIGKILL until the connection is aborted.
+func (m *sendfsMount) end(grace time.Duration) bool {
+	select {
+	case <-m.exited:
+		return true
+	case <-time.After(grace):
+	}
+	m.cmd.Process.Kill()
+	select {
+	case <-m.exited:
+		return true
+	case <-time.After(30 * time.Second):
+		return false
+	}
+}
+
+// replyBound is how long a test waits for the replies of a mount (within)
+// before it takes the mount to hang; no test's reads come near it.
+const replyBound = 5 * time.Minute
+
+// within runs fn, which waits for replies of the mount. If fn has not
+// returned after d the mount is taken to hang: the test fails with the
+// mount's goroutines (dump), which also makes fn's requests fail, so fn
+// returns.
+func (m *sendfsMount) within(t testing.TB, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(d):
+	}
+	t.Errorf("%s: no reply from sendfs mount in %v; its stderr, with the stack of every goroutine:\n%s", what, d, m.dump())
+	<-done
+}
+
+// dumpBeforeTimeout arms a dump of the mount's goroutines shortly before
+// the test binary's -timeout, which would end the test without printing
+// the mount's stderr. It goes to the test binary's stderr: go test prints
+// it with the timeout's panic.
+func (m *sendfsMount) dumpBeforeTimeout(t testing.TB) *time.Timer {
+	left := time.Duration(1<<63 - 1)
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			left = time.Until(deadline)
+		}
+	}
+	return time.AfterFunc(left-min(time.Minute, left/10), func() {
+		fmt.Fprintf(os.Stderr, "%s is about to time out with sendfs mount %s running; its stderr, with the stack of every goroutine:\n%s\n", t.Name(), m.dir, m.dump())
+	})
 }
 
 // isMounted reports whether dir is a mount point.

@@ -1,11 +1,15 @@
 package test
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestHarnessSelfCheck proves the comparison helpers see what they must:
@@ -163,4 +167,65 @@ func TestSameDataDifferentSources(t *testing.T) {
 	if sameDataDifferentSources(kernel, chown) {
 		t.Error("a difference outside data commands must be refused")
 	}
+}
+
+// TestMountHangDump: a test that waits too long for the reply of a mount
+// fails with the stacks of the mount's goroutines, and its wait ends.
+func TestMountHangDump(t *testing.T) {
+	requireFUSE(t)
+	fs := newFS(t, fsOpts{Size: 1 << 30})
+	subvolCreate(t, fs, "data")
+	snapshotRO(t, fs, "data", "snap")
+	remountRO(t, fs)
+	m := startMount(t, fs.Images, "--refresh", "0")
+	// Stopped while mounting, the mount could not end: go-fuse opens a
+	// file in it then, and that request would never be answered.
+	if m.waitLog(t, "serving send streams", time.Minute) == "" {
+		t.Fatalf("the mount did not get ready\n%s", m.stderr)
+	}
+	must(t, m.cmd.Process.Signal(syscall.SIGSTOP))
+	waitStopped(t, m.cmd.Process.Pid) // it answers nothing now
+	rec := &recordingTB{TB: t}
+	var statErr error
+	m.within(rec, time.Second, "stat", func() { _, statErr = os.Stat(m.streamPath("snap", "")) })
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "no reply from sendfs mount") || !strings.Contains(rec.errs[0], "goroutine ") || !strings.Contains(rec.errs[0], "SIGQUIT") {
+		t.Errorf("the failure of a hanging mount's test is not its goroutine dump: %q", rec.errs)
+	}
+	if statErr == nil {
+		t.Error("the stat waiting for the mount succeeded after the dump ended it")
+	}
+}
+
+// waitStopped waits until every thread of process pid is stopped: a stop
+// signal reaches them one after another, and a thread not yet stopped may
+// still answer a request.
+func waitStopped(t *testing.T, pid int) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		must(t, err)
+		stopped := len(stats) > 0
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			// The state follows the command name, which is in parentheses.
+			if i := bytes.LastIndexByte(b, ')'); err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped a minute after SIGSTOP", pid)
+		}
+	}
+}
+
+// recordingTB keeps the errors of a test that is meant to fail.
+type recordingTB struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }

@@ -31,7 +31,7 @@ type MountOptions struct {
 
 // AddFlags defines the mount flags on f.
 func (o *MountOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep computed stream sizes in `DIR` across mounts ('' keeps them in memory only)")
+	f.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep computed stream sizes and plans in `DIR` across mounts ('' keeps sizes in memory only, and no plans)")
 	f.BoolVar(&o.AllowOther, "allow-other", false, "let other users read the mount (with default_permissions; see Security above)")
 	f.BoolVar(&o.Debug, "debug", false, "log every FUSE request and debug messages on stderr")
 	f.BoolVar(&o.AllSubvolumes, "all-subvolumes", false, "serve writable subvolumes too (only safe if the filesystem is not mounted anywhere)")

@@ -191,12 +191,10 @@ func runSend(ctx context.Context, opts SendOptions, con *console, args []string)
 	if opts.File != "" {
 		err = writeFile(ctx, opts.File, write)
 	} else {
-		var n int64
-		out := newInterruptibleWriter(ctx, con.Out)
-		n, err = write(out)
-		out.Close()
+		var out *interruptibleWriter
+		out, err = writeInterruptibly(ctx, con.Out, write)
 		if err != nil {
-			err = fmt.Errorf("%w; the %s written to stdout are an incomplete stream", err, humanize.IBytes(uint64(n)))
+			err = fmt.Errorf("%w; the %s written to stdout are an incomplete stream", err, humanize.IBytes(uint64(out.written)))
 		}
 	}
 	if err != nil {

@@ -124,9 +124,10 @@ func checkStdout() error {
 // within a second. The writes run on a goroutine of their own; a blocked
 // one is abandoned, and the process exits. Close ends the goroutine.
 type interruptibleWriter struct {
-	ctx context.Context
-	req chan []byte
-	res chan writeResult
+	ctx     context.Context
+	req     chan []byte
+	res     chan writeResult
+	written int64 // bytes written underneath
 }
 
 type writeResult struct {
@@ -153,6 +154,7 @@ func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 	}
 	select {
 	case r := <-iw.res:
+		iw.written += int64(r.n)
 		return r.n, r.err
 	case <-iw.ctx.Done():
 		return 0, iw.ctx.Err()
@@ -161,6 +163,47 @@ func (iw *interruptibleWriter) Write(p []byte) (int, error) {
 
 // Close stops the writing goroutine once its write (if any) returns.
 func (iw *interruptibleWriter) Close() { close(iw.req) }
+
+// outputWriter buffers a stream on its way to w: the pipeline hands over a
+// chunk per small file, and a write per chunk (two goroutine handoffs on
+// an interruptibleWriter) cost more than copying them. A write of at least
+// directWrite bytes (a data command of a big file) goes straight to w
+// instead: copying it would only add to the writer's work.
+type outputWriter struct {
+	*bufio.Writer
+	w io.Writer
+}
+
+const (
+	outputBuffer = 1 << 20
+	directWrite  = 32 << 10
+)
+
+func newOutputWriter(w io.Writer) *outputWriter {
+	return &outputWriter{bufio.NewWriterSize(w, outputBuffer), w}
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if len(p) < directWrite {
+		return o.Writer.Write(p)
+	}
+	if err := o.Flush(); err != nil {
+		return 0, err
+	}
+	return o.w.Write(p)
+}
+
+// writeInterruptibly runs write into w through iw and a buffer, then closes
+// iw. On failure nothing more is written: iw.written says how much was.
+func writeInterruptibly(ctx context.Context, w io.Writer, write func(io.Writer) (int64, error)) (*interruptibleWriter, error) {
+	iw := newInterruptibleWriter(ctx, w)
+	defer iw.Close()
+	bw := newOutputWriter(iw)
+	if _, err := write(bw); err != nil {
+		return iw, err
+	}
+	return iw, bw.Flush()
+}
 
 // interruptible runs fn (an open that may block, such as a fifo's) and
 // returns its result, or ctx's error as soon as ctx is cancelled.
@@ -209,7 +252,7 @@ func writeFile(ctx context.Context, path string, write func(io.Writer) (int64, e
 			}
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := newOutputWriter(tmp)
 	if _, err := write(bw); err != nil {
 		return fmt.Errorf("%w; %s was not written", err, path)
 	}
@@ -303,14 +346,12 @@ func writeSpecial(ctx context.Context, path string, write func(io.Writer) (int64
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", path, pathErrorCause(err))
 	}
-	iw := newInterruptibleWriter(ctx, f)
-	n, err := write(iw)
-	iw.Close()
+	iw, err := writeInterruptibly(ctx, f, write)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("cannot write %s: %w", path, pathErrorCause(cerr))
 	}
 	if err != nil {
-		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(n)), path)
+		return fmt.Errorf("%w; the %s written to %s are an incomplete stream", err, humanize.IBytes(uint64(iw.written)), path)
 	}
 	return nil
 }

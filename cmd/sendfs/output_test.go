@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -97,5 +99,40 @@ func TestInterruptibleWriter(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the blocked write did not return after cancel")
+	}
+}
+
+// countingWriter records the size of every write it gets.
+type countingWriter struct {
+	bytes.Buffer
+	writes []int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, len(p))
+	return c.Buffer.Write(p)
+}
+
+// TestOutputWriter: small writes are gathered, big ones pass straight
+// through, and the bytes come out in order.
+func TestOutputWriter(t *testing.T) {
+	var dst countingWriter
+	o := newOutputWriter(&dst)
+	var want []byte
+	for i, n := range []int{100, 200, directWrite, 300, outputBuffer, 5, 6} {
+		p := bytes.Repeat([]byte{byte(i)}, n)
+		want = append(want, p...)
+		if _, err := o.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dst.Bytes(), want) {
+		t.Fatal("the bytes written differ from the bytes given")
+	}
+	if w := []int{300, directWrite, 300, outputBuffer, 11}; !slices.Equal(dst.writes, w) {
+		t.Errorf("writes of %v bytes, want %v", dst.writes, w)
 	}
 }

@@ -14,8 +14,9 @@ import (
 // Cache maps keys to values of a known size, keeping the most recently used
 // ones within a byte bound.
 type Cache[K comparable, V any] struct {
-	max  int64
-	size func(V) int64
+	max     int64
+	size    func(V) int64
+	dropped func(V) // nil, or called with each value the cache stops holding
 
 	mu      sync.Mutex
 	used    int64
@@ -38,7 +39,15 @@ type call[V any] struct {
 
 // New returns a cache keeping at most maxBytes, as size measures its values.
 func New[K comparable, V any](maxBytes int64, size func(V) int64) *Cache[K, V] {
-	return &Cache[K, V]{max: maxBytes, size: size, entries: map[K]*list.Element{}, loading: map[K]*call[V]{}}
+	return NewDropping[K](maxBytes, size, nil)
+}
+
+// NewDropping is New with dropped called, under the cache's lock, with each
+// value the cache held and no longer holds (evicted or replaced), so that
+// its owner can recycle it. A value never kept (over the bound) is not
+// dropped.
+func NewDropping[K comparable, V any](maxBytes int64, size func(V) int64, dropped func(V)) *Cache[K, V] {
+	return &Cache[K, V]{max: maxBytes, size: size, dropped: dropped, entries: map[K]*list.Element{}, loading: map[K]*call[V]{}}
 }
 
 // Get returns the value of k, calling compute once for all concurrent
@@ -119,4 +128,7 @@ func (c *Cache[K, V]) removeLocked(e *list.Element) {
 	old := c.order.Remove(e).(*entry[K, V])
 	delete(c.entries, old.key)
 	c.used -= c.size(old.val)
+	if c.dropped != nil {
+		c.dropped(old.val)
+	}
 }

@@ -2,6 +2,7 @@ package lru
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,5 +65,21 @@ func TestComputeOnce(t *testing.T) {
 	}
 	if b, err := c.Get(8, value("ok")); err != nil || string(b) != "ok" {
 		t.Errorf("an error was cached: %q %v", b, err)
+	}
+}
+
+// TestDropped: every value the cache held and lets go, evicted or replaced,
+// is handed to dropped once; the values it holds and a value it never kept
+// are not.
+func TestDropped(t *testing.T) {
+	var dropped []string
+	c := NewDropping[int](10, bytesLen, func(b []byte) { dropped = append(dropped, string(b)) })
+	c.Put(1, []byte("aaaa"))
+	c.Put(2, []byte("bbbb"))
+	c.Put(1, []byte("cccc"))         // replaces aaaa
+	c.Get(3, value("dddd"))          // evicts bbbb, the least recent
+	c.Get(4, value("0123456789abc")) // over the bound: never kept
+	if want := []string{"aaaa", "bbbb"}; !slices.Equal(dropped, want) {
+		t.Errorf("dropped %q, want %q", dropped, want)
 	}
 }
