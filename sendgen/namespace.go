@@ -19,10 +19,15 @@ import (
 
 // nsObj is one inode at the receiver. id is the inode it stands for in the
 // send engine (number and generation; the parent's for inodes of the parent
-// snapshot not recreated since).
+// snapshot not recreated since). A full send holds one per inode until it
+// ends, so what only directories need is apart: a file costs 24 bytes.
 type nsObj struct {
 	id  inoGen
-	dir bool
+	dir *nsDir // nil: not a directory
+}
+
+// nsDir is what the namespace knows of a directory's entries.
+type nsDir struct {
 	// fromParent: a directory of the parent snapshot, whose entries not in
 	// kids are those of the parent tree.
 	fromParent bool
@@ -56,7 +61,7 @@ type namespace struct {
 
 func newNamespace(send, parent *btrfsread.Subvolume, inodes *inodeCache) *namespace {
 	ns := &namespace{parent: parent, send: send, inodes: inodes, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}, sendUUID: streamUUID(&send.Root)}
-	ns.root = &nsObj{id: inoGen{btrfsread.FirstFreeObjectID, 0}, dir: true, fromParent: parent != nil, baseKnown: parent == nil}
+	ns.root = &nsObj{id: inoGen{btrfsread.FirstFreeObjectID, 0}, dir: &nsDir{fromParent: parent != nil, baseKnown: parent == nil}}
 	if parent != nil {
 		ns.objs[btrfsread.FirstFreeObjectID] = ns.root
 	}
@@ -117,18 +122,20 @@ func (ns *namespace) parentObj(ino uint64) (*nsObj, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &nsObj{id: inoGen{ino, ii.Generation}, dir: isDir(uint64(ii.Mode))}
-	o.fromParent = o.dir
+	o := &nsObj{id: inoGen{ino, ii.Generation}}
+	if isDir(uint64(ii.Mode)) {
+		o.dir = &nsDir{fromParent: true}
+	}
 	ns.objs[ino] = o
 	return o, nil
 }
 
 // lookup returns the entry name of directory d, nil when there is none.
 func (ns *namespace) lookup(d *nsObj, name []byte) (*nsObj, error) {
-	if o, ok := d.kids[string(name)]; ok {
+	if o, ok := d.dir.kids[string(name)]; ok {
 		return o, nil
 	}
-	if !d.fromParent {
+	if !d.dir.fromParent {
 		return nil, nil
 	}
 	di, err := ns.parent.LookupName(d.id.ino, name)
@@ -147,7 +154,7 @@ func (ns *namespace) lookup(d *nsObj, name []byte) (*nsObj, error) {
 }
 
 // setKid records an entry of d without changing its count.
-func (d *nsObj) setKid(name []byte, o *nsObj) {
+func (d *nsDir) setKid(name []byte, o *nsObj) {
 	if d.kids == nil {
 		d.kids = map[string]*nsObj{}
 	}
@@ -184,7 +191,7 @@ func (ns *namespace) dir(p []byte) (*nsObj, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o != nil && !o.dir {
+	if o != nil && o.dir == nil {
 		o = nil
 	}
 	if o != nil {
@@ -194,9 +201,10 @@ func (ns *namespace) dir(p []byte) (*nsObj, error) {
 }
 
 // entries returns the number of entries directory d has now.
-func (ns *namespace) entries(d *nsObj) (int, error) {
+func (ns *namespace) entries(o *nsObj) (int, error) {
+	d := o.dir
 	if !d.baseKnown {
-		items, err := ns.parent.ReadDir(d.id.ino)
+		items, err := ns.parent.ReadDir(o.id.ino)
 		if err != nil && !notFound(err) {
 			return 0, err
 		}
@@ -234,8 +242,8 @@ func (ns *namespace) add(c *Command, p []byte, d *nsObj, name []byte, o *nsObj) 
 	if cur != nil {
 		return errStream(c, p, "would replace an existing entry at the receiver")
 	}
-	d.setKid(name, o)
-	d.count++
+	d.dir.setKid(name, o)
+	d.dir.count++
 	ns.lastObj = nil
 	return nil
 }
@@ -246,14 +254,14 @@ func (ns *namespace) add(c *Command, p []byte, d *nsObj, name []byte, o *nsObj) 
 // send) the name goes, so that the orphan names every new inode passes
 // through do not pile up in the root.
 func (ns *namespace) remove(d *nsObj, name []byte, o *nsObj) {
-	if d.fromParent {
-		d.setKid(name, nil)
+	if d.dir.fromParent {
+		d.dir.setKid(name, nil)
 	} else {
-		delete(d.kids, string(name))
+		delete(d.dir.kids, string(name))
 	}
-	d.count--
+	d.dir.count--
 	ns.lastObj = nil
-	if o.dir {
+	if o.dir != nil {
 		clear(ns.dirs)
 	}
 }
@@ -313,7 +321,10 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		if err != nil {
 			return err
 		}
-		o := &nsObj{dir: c.Cmd == CmdMkdir, baseKnown: true}
+		o := &nsObj{}
+		if c.Cmd == CmdMkdir {
+			o.dir = &nsDir{baseKnown: true}
+		}
 		if ino := c.attr(AttrIno); len(ino) == 8 {
 			o.id.ino = binary.LittleEndian.Uint64(ino)
 			ii, err := ns.inodes.item(ns.send, o.id.ino)
@@ -335,7 +346,7 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		}
 		// Paths at the receiver are canonical: a directory moved into
 		// itself is one whose new path extends its old one.
-		if o.dir && isUnder(to, p) {
+		if o.dir != nil && isUnder(to, p) {
 			return errStream(c, p, fmt.Sprintf("would move a directory into itself (%q)", to))
 		}
 		from, fromName, err := ns.parentDir(c, p)
@@ -353,7 +364,7 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		if err != nil {
 			return err
 		}
-		if o.dir {
+		if o.dir != nil {
 			return errStream(c, target, "would hard-link a directory")
 		}
 		d, name, err := ns.parentDir(c, p)
@@ -366,10 +377,10 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 		if err != nil {
 			return err
 		}
-		if o.dir != (c.Cmd == CmdRmdir) {
+		if (o.dir != nil) != (c.Cmd == CmdRmdir) {
 			return errStream(c, p, "names the wrong file type")
 		}
-		if o.dir {
+		if o.dir != nil {
 			n, err := ns.entries(o)
 			if err != nil {
 				return err
@@ -397,7 +408,7 @@ func (ns *namespace) check(c *Command, expect map[string]inoGen) error {
 	}
 	switch c.Cmd {
 	case CmdWrite, CmdClone, CmdTruncate, CmdUpdateExtent, CmdFallocate, CmdEncodedWrite, CmdEnableVerity:
-		if o.dir {
+		if o.dir != nil {
 			return errStream(c, p, "names a directory")
 		}
 	}

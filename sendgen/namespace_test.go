@@ -45,7 +45,7 @@ func TestNamespaceCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := &namespace{root: &nsObj{dir: true, baseKnown: true}, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}}
+			ns := &namespace{root: &nsObj{dir: &nsDir{baseKnown: true}}, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}}
 			var err error
 			for _, c := range append(append([]*Command{}, base...), tc.cmds...) {
 				if err = ns.apply(c, nil); err != nil {
@@ -65,10 +65,10 @@ func TestNamespaceCheck(t *testing.T) {
 // TestNamespaceCheckIdentity: a path the engine computed for one inode must
 // reach that inode at the receiver.
 func TestNamespaceCheckIdentity(t *testing.T) {
-	ns := &namespace{root: &nsObj{dir: true, baseKnown: true}, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}}
+	ns := &namespace{root: &nsObj{dir: &nsDir{baseKnown: true}}, objs: map[uint64]*nsObj{}, dirs: map[string]*nsObj{}}
 	a, b := &nsObj{id: inoGen{257, 1}}, &nsObj{id: inoGen{258, 1}}
-	ns.root.setKid([]byte("a"), a)
-	ns.root.setKid([]byte("b"), b)
+	ns.root.dir.setKid([]byte("a"), a)
+	ns.root.dir.setKid([]byte("b"), b)
 	c := &Command{Cmd: CmdUtimes}
 	c.Bytes(AttrPath, []byte("a"))
 	if err := ns.apply(c, map[string]inoGen{"a": {257, 1}}); err != nil {

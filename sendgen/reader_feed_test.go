@@ -110,7 +110,7 @@ func TestPlanPublishedProgressively(t *testing.T) {
 	replay := st.gen
 	hold := make(chan struct{})
 	st.gen = func(ctx context.Context, out emitter) error {
-		return replay(ctx, &holdAfter{next: out, n: len(cmds) - 3, hold: hold})
+		return replay(ctx, &holdAfter{ctx: ctx, next: out, n: len(cmds) - 3, hold: hold})
 	}
 	r, _ := st.NewReader(context.Background())
 	defer r.Close()
@@ -126,8 +126,10 @@ func TestPlanPublishedProgressively(t *testing.T) {
 	}
 }
 
-// holdAfter passes n commands on, then waits for hold.
+// holdAfter passes n commands on, then waits for hold, or for its pass to
+// be cancelled.
 type holdAfter struct {
+	ctx  context.Context
 	next emitter
 	n    int
 	hold chan struct{}
@@ -135,7 +137,11 @@ type holdAfter struct {
 
 func (h *holdAfter) emit(c *Command) error {
 	if h.n == 0 {
-		<-h.hold
+		select {
+		case <-h.hold:
+		case <-h.ctx.Done():
+			return context.Cause(h.ctx)
+		}
 	}
 	h.n--
 	return h.next.emit(c)
@@ -154,7 +160,7 @@ func TestReaderCloseStopsWork(t *testing.T) {
 	st.gen = func(ctx context.Context, out emitter) error {
 		// Plan builds stop halfway until the test ends: Close must stop them.
 		if _, isPlan := out.(*checker).next.(*planBuilder); isPlan {
-			out = &holdAfter{next: out, n: len(cmds) / 2, hold: hold}
+			out = &holdAfter{ctx: ctx, next: out, n: len(cmds) / 2, hold: hold}
 		}
 		return replay(ctx, out)
 	}

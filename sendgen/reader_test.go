@@ -283,7 +283,7 @@ func readPass(t *testing.T, r *Reader, want []byte, start int64, req, inFlight i
 			r.win.mu.Lock()
 			n := len(r.win.blocks)
 			r.win.mu.Unlock()
-			if n > maxAhead+maxWindowRead/blockSize+keepBehind {
+			if n > maxBehind+maxWindowRead/blockSize+maxAhead {
 				t.Errorf("window holds %d blocks", n)
 			}
 		})
@@ -313,6 +313,70 @@ func TestReaderWindow(t *testing.T) {
 		if tc.wantLent && lent < requests/2 || !tc.wantLent && lent > 0 {
 			t.Errorf("requests of %d bytes: %d of %d views lent", tc.req, lent, requests)
 		}
+	}
+}
+
+// TestReaderReordered: with the process's read-ahead used up by other
+// readers (the window makes only the blocks asked for), requests that
+// overlap, overtake each other by up to maxAhead blocks, come late for the
+// rest of a block or again for a block read whole are all served without
+// starting the window's pass again and without a plan.
+func TestReaderReordered(t *testing.T) {
+	cmds := windowCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	st := synthStream(t, 1, cmds)
+	blocksLive.Add(maxReadAhead)
+	defer blocksLive.Add(-maxReadAhead)
+	type read struct{ off, n int64 }
+	const tail = 64 << 10
+	reads := []read{{0, blockSize}, {blockSize, blockSize}, {2 * blockSize, blockSize}, {blockSize, 4096},
+		// Block 3's head twice, its middle, the next blocks, its tail.
+		{3 * blockSize, tail}, {3 * blockSize, tail}, {3*blockSize + tail, blockSize - 2*tail},
+		{4 * blockSize, blockSize}, {5 * blockSize, blockSize}, {6 * blockSize, blockSize},
+		{4*blockSize - tail, tail}}
+	// Then groups of maxAhead requests, each group last first, one page
+	// off the blocks.
+	n := int64(len(want)) / blockSize
+	for lo := int64(7); lo < n; lo += maxAhead {
+		for k := min(lo+maxAhead, n) - 1; k >= lo; k-- {
+			reads = append(reads, read{k*blockSize + 4096, blockSize})
+		}
+	}
+	// Another reader: blocks 0 to 7, block 3 again (dropped by then), 8.
+	var again []read
+	for k := range int64(8) {
+		again = append(again, read{k * blockSize, blockSize})
+	}
+	again = append(again, read{3 * blockSize, 4096}, read{8 * blockSize, blockSize})
+	for _, reads := range [][]read{reads, again} {
+		r, err := st.NewReader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var feed *feed
+		for i, rd := range reads {
+			v, err := r.ReadView(make([]byte, rd.n), rd.off)
+			if err != nil {
+				t.Fatalf("read at %d: %v", rd.off, err)
+			}
+			if !bytes.Equal(v.Data, want[rd.off:min(rd.off+rd.n, int64(len(want)))]) {
+				t.Fatalf("read at %d differs from WriteTo", rd.off)
+			}
+			v.Release()
+			r.win.mu.Lock()
+			if i == 0 {
+				feed = r.win.feed
+			} else if r.win.feed != feed {
+				t.Errorf("the read at %d started the pass again", rd.off)
+			}
+			r.win.mu.Unlock()
+		}
+		r.Close()
+		st.planMu.Lock()
+		if st.build != nil {
+			t.Errorf("reads %v built a plan", reads)
+		}
+		st.planMu.Unlock()
 	}
 }
 

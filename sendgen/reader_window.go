@@ -31,15 +31,32 @@ const (
 	// opens a window. The kernel's asynchronous readahead requests arrive
 	// slightly out of order, so "exactly there" would miss some.
 	nearBlocks = 2
-	// keepBehind: blocks kept before the last read. A request overtaken
-	// by later ones (a loaded machine) is still served from the window;
-	// one that comes later still is a read of its own.
-	keepBehind = 3
+	// The kernel's readahead requests overtake each other on a loaded
+	// machine, several MiB apart with many readers, and they are not
+	// always aligned on blocks. A read at most maxAhead blocks past the
+	// window's end extends it (the blocks between are filled in order),
+	// and a block behind the last read is kept for the requests still on
+	// their way until reads have taken all of it, or for maxBehind blocks.
+	// One that reads took whole stays keepTaken blocks: the kernel asks
+	// again for pages it dropped from its cache before the reader got to
+	// them (with streams bigger than the memory), as far back as its
+	// readahead runs ahead of the reader: 1 MiB (raiseReadahead in
+	// fusefs), seen 1 to 3 blocks back. A request for a block dropped
+	// since, up to maxBehind blocks behind the window, is served by a feed
+	// of its own that stops once its blocks are filled (refetch): an
+	// engine pass up to there without data, rather than the stream's plan
+	// (80 MiB per 100,000 files), and the window stays as it is. A request
+	// that comes later still is a read of its own, which builds the plan
+	// or, close to the last read, starts the pass again.
+	maxBehind = maxAhead
+	keepTaken = 2
 	// maxReadAhead bounds the blocks of all windows of the process
 	// together: past it, windows make only the blocks read, none ahead, so
 	// memory stays bounded whatever the number of readers (8 readers hold
-	// 32 blocks at and behind their reads, and 8 ahead).
-	maxReadAhead = 40
+	// about 24 blocks at and just behind their reads; their feeds then
+	// fill each block as it is read, from WriteTo's queue, which still
+	// runs ahead).
+	maxReadAhead = 24
 )
 
 // blocksLive counts the blocks of all windows (maxReadAhead).
@@ -63,6 +80,24 @@ type block struct {
 	data    []byte
 	err     error
 	refs    atomic.Int32
+	taken   [blockSize / takenPage / 64]uint64 // pages reads took whole, under the window's mu
+}
+
+// takenPage is the unit in which a block notes what reads took: the
+// kernel's page, which its requests are aligned on (not on blocks).
+const takenPage = 4096
+
+// took notes that a read took the block's bytes [from, to), offsets in the
+// block: the pages wholly inside.
+func (b *block) took(from, to int64) {
+	for p := (from + takenPage - 1) / takenPage; p < to/takenPage; p++ {
+		b.taken[p/64] |= 1 << (p % 64)
+	}
+}
+
+// takenWhole reports whether reads took every page of the block.
+func (b *block) takenWhole() bool {
+	return !slices.ContainsFunc(b.taken[:], func(w uint64) bool { return w != math.MaxUint64 })
 }
 
 func newBlock(k int64) *block {
@@ -113,12 +148,14 @@ func (r *Reader) acquire(off, end int64) []*block {
 		return nil
 	}
 	lo, last := off/blockSize, (end-1)/blockSize
-	// A read at most nearBlocks past the window's end (overtaking one
-	// that is still on its way) extends it: the blocks between are made
-	// too, and a feed goes on filling them in order.
-	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))+nearBlocks
+	// A read at most maxAhead past the window's end (overtaking one that
+	// is still on its way) extends it: the blocks between are made too,
+	// and a feed goes on filling them in order.
+	inside := len(w.blocks) > 0 && lo >= w.lo && lo <= w.lo+int64(len(w.blocks))+maxAhead
 	switch {
 	case inside:
+	case w.feed != nil && lo < w.lo && lo >= w.lo-maxBehind:
+		return r.refetch(lo, last)
 	case near || first:
 		w.reset()
 		w.lo = lo
@@ -128,9 +165,7 @@ func (r *Reader) acquire(off, end int64) []*block {
 	default:
 		return nil
 	}
-	// Keep the blocks just before this read: a request arriving out of
-	// order still finds them.
-	w.drop(int(min(max(lo-keepBehind-w.lo, 0), int64(len(w.blocks)))))
+	w.dropBehind(lo)
 	w.ahead = min(maxAhead, max(1, 2*w.ahead))
 	lastBlock := int64(math.MaxInt64)
 	if n := r.s.knownSize(); n > 0 {
@@ -153,11 +188,40 @@ func (r *Reader) acquire(off, end int64) []*block {
 	held := slices.Clone(w.blocks[lo-w.lo : last-w.lo+1])
 	for _, b := range held {
 		b.refs.Add(1)
+		b.took(max(off-b.k*blockSize, 0), min(end-b.k*blockSize, blockSize))
 	}
 	if w.feed == nil && len(w.blocks) > int(last-w.lo+1) {
 		w.startWorkers(r)
 	}
 	return held
+}
+
+// refetch returns, with a reference each, blocks lo to last filled by a
+// feed of their own, outside the window, which stops once they are.
+func (r *Reader) refetch(lo, last int64) []*block {
+	f := r.startFeed(lo)
+	held := make([]*block, 0, last-lo+1)
+	for k := lo; k <= last; k++ {
+		b := newBlock(k)
+		b.claimed.Store(true)
+		f.add(b)
+		held = append(held, b)
+	}
+	go func() {
+		<-held[len(held)-1].done
+		f.stop()
+	}()
+	return held
+}
+
+// dropBehind releases the blocks before block lo that no request on its
+// way will want (maxBehind).
+func (w *window) dropBehind(lo int64) {
+	n := 0
+	for n < len(w.blocks) && (lo-w.blocks[n].k > keepTaken && w.blocks[n].takenWhole() || lo-w.blocks[n].k > maxBehind) {
+		n++
+	}
+	w.drop(n)
 }
 
 // drop releases the first n blocks of the window.
