@@ -560,7 +560,10 @@ func (sp *planSpill) finish(err error) (int64, error) {
 			sp.flush()
 		}
 		if sp.w != nil {
-			sp.w.c.failed(sp.w.finish(err, sp.b.off))
+			// A failed pass is its caller's error, not the cache's.
+			if werr := sp.w.finish(err, sp.b.off); err == nil {
+				sp.w.c.failed(werr)
+			}
 		}
 	}
 	return sp.b.off, err

@@ -3,6 +3,7 @@ package sendgen
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -256,6 +257,28 @@ func TestPlanKeptByCount(t *testing.T) {
 	withoutEngine(t, next)
 	checkRanges(t, next, want, 300, 300_000, rand.New(rand.NewPCG(11, 12)))
 	noLog(t, log)
+}
+
+// TestPlanNotKeptByFailedCount: a counting pass that fails keeps no plan,
+// leaves no temporary file, and logs nothing: the failure is Size's error.
+func TestPlanNotKeptByFailedCount(t *testing.T) {
+	dir := t.TempDir()
+	s, log := cachedStream(t, planFileCommands(), dir, -1)
+	failure := errors.New("the pass failed")
+	s.gen = func(ctx context.Context, out emitter) error {
+		cmd := Command{Cmd: CmdSubvol}
+		if err := out.emit(&cmd); err != nil {
+			return err
+		}
+		return failure
+	}
+	if _, err := s.Size(context.Background()); !errors.Is(err, failure) {
+		t.Fatalf("Size: %v, want %v", err, failure)
+	}
+	noLog(t, log)
+	if left, _ := os.ReadDir(filepath.Join(dir, "plans")); len(left) != 0 {
+		t.Fatalf("the failed count left %d files in plans/", len(left))
+	}
 }
 
 // TestPlanDroppedBySize: a cached plan of another length, loaded before
