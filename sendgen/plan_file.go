@@ -42,7 +42,10 @@ import (
 // (a few KiB), and a read decodes only the pages it touches. Each page is
 // an S2 block (fast enough to keep the counting pass that writes it
 // close to its speed) of whole segments with a CRC-32C; the header carries the
-// key and the stream's length, and the index its own CRC. A file that is
+// key, the trailer the stream's length, and the index its own CRC. A data
+// run records the generation of its subvolume where it was planned: a
+// page read at another generation (a live mount that followed a balance)
+// does not check out, since the extents it names may have moved. A file that is
 // foreign, truncated, of another format version, of another key, of
 // another length than the stream's known size, or whose page fails its
 // checks is ignored with a log line and removed, and the plan is built
@@ -56,7 +59,7 @@ import (
 //	index    per page: u64 stream offset, u64 file offset, u32 length, u32 CRC
 //	trailer  u64 stream length, u64 index offset, u32 pages, u32 CRC of the
 //	         index and the trailer before it
-const planMagic = "sendfs stream plan v1\n"
+const planMagic = "sendfs stream plan v2\n"
 
 const (
 	// planPageBytes: segments are cut into pages of about this many
@@ -75,8 +78,6 @@ const (
 	// process that died.
 	staleTemp = 24 * time.Hour
 )
-
-var planCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // planPageMax bounds a page's decoded bytes: a page ends after the
 // segment that takes it past planPageBytes, and a segment holds at most
@@ -206,7 +207,7 @@ func openPlanFile(f *os.File, key string) (*planFile, error) {
 		return nil, planFileErr("not a plan file of this version")
 	case binary.LittleEndian.Uint32(hdr[len(planMagic):]) != uint32(len(key)) || string(hdr[fixed:fixed+int64(len(key))]) != key:
 		return nil, planFileErr("it is for another stream")
-	case crc32.Checksum(hdr[:hdrLen-4], planCRC) != binary.LittleEndian.Uint32(hdr[hdrLen-4:]):
+	case crc32.Checksum(hdr[:hdrLen-4], castagnoli) != binary.LittleEndian.Uint32(hdr[hdrLen-4:]):
 		return nil, planFileErr("its header is corrupt")
 	}
 	var tr [planTrailerLen]byte
@@ -223,7 +224,7 @@ func openPlanFile(f *os.File, key string) (*planFile, error) {
 	if _, err := f.ReadAt(raw, indexOff); err != nil {
 		return nil, err
 	}
-	if crc32.Update(crc32.Checksum(raw, planCRC), planCRC, tr[:20]) != binary.LittleEndian.Uint32(tr[20:]) {
+	if crc32.Update(crc32.Checksum(raw, castagnoli), castagnoli, tr[:20]) != binary.LittleEndian.Uint32(tr[20:]) {
 		return nil, planFileErr("its index is corrupt")
 	}
 	pf := &planFile{f: f, size: size, index: make([]planIndex, pages)}
@@ -280,7 +281,7 @@ func (f *planFile) page(i int) (*plan, error) {
 	if _, err := f.f.ReadAt(z, x.fileOff); err != nil {
 		return nil, fmt.Errorf("%w: page %d: %w", errPlanFile, i, err)
 	}
-	if crc32.Checksum(z, planCRC) != x.crc {
+	if crc32.Checksum(z, castagnoli) != x.crc {
 		return nil, planFileErr("page %d is corrupt", i)
 	}
 	n, err := s2.DecodedLen(z)
@@ -406,7 +407,7 @@ func (c *PlanCache) create(key string) (*planWriter, error) {
 	pw := &planWriter{c: c, key: key, f: f, w: countingWriter{w: bufio.NewWriterSize(f, 256<<10)}}
 	hdr := binary.LittleEndian.AppendUint32([]byte(planMagic), uint32(len(key)))
 	hdr = append(hdr, key...)
-	pw.w.write(binary.LittleEndian.AppendUint32(hdr, crc32.Checksum(hdr, planCRC)))
+	pw.w.write(binary.LittleEndian.AppendUint32(hdr, crc32.Checksum(hdr, castagnoli)))
 	return pw, nil
 }
 
@@ -419,10 +420,10 @@ func (pw *planWriter) add(segs []segment) error {
 		pw.body = appendSegment(pw.body, &segs[i], pw.first)
 		if pw.nsegs++; len(pw.body) >= planPageBytes {
 			pw.page()
+			if pw.w.n > planFileMax {
+				return errPlanTooBig
+			}
 		}
-	}
-	if pw.w.n > planFileMax {
-		return errPlanTooBig
 	}
 	return pw.w.err
 }
@@ -434,7 +435,7 @@ func (pw *planWriter) page() {
 	pw.index = binary.LittleEndian.AppendUint64(pw.index, uint64(pw.first))
 	pw.index = binary.LittleEndian.AppendUint64(pw.index, uint64(pw.w.n))
 	pw.index = binary.LittleEndian.AppendUint32(pw.index, uint32(len(pw.z)))
-	pw.index = binary.LittleEndian.AppendUint32(pw.index, crc32.Checksum(pw.z, planCRC))
+	pw.index = binary.LittleEndian.AppendUint32(pw.index, crc32.Checksum(pw.z, castagnoli))
 	pw.w.write(pw.z)
 	pw.pages++
 	pw.body, pw.nsegs = pw.body[:0], 0
@@ -451,7 +452,7 @@ func (pw *planWriter) finish(err error, size int64) error {
 		tr := binary.LittleEndian.AppendUint64(nil, uint64(size))
 		tr = binary.LittleEndian.AppendUint64(tr, uint64(pw.w.n))
 		tr = binary.LittleEndian.AppendUint32(tr, uint32(pw.pages))
-		sum := crc32.Update(crc32.Checksum(pw.index, planCRC), planCRC, tr)
+		sum := crc32.Update(crc32.Checksum(pw.index, castagnoli), castagnoli, tr)
 		pw.w.write(pw.index)
 		pw.w.write(binary.LittleEndian.AppendUint32(tr, sum))
 		err = pw.w.err
@@ -619,9 +620,9 @@ func appendSegment(dst []byte, seg *segment, start int64) []byte {
 	}
 	r := seg.run
 	ref, e := &r.ref, &r.ref.Extent
-	var id uint64
+	var id, gen uint64
 	if ref.Subvol != nil {
-		id = ref.Subvol.ID
+		id, gen = ref.Subvol.ID, ref.Subvol.Root.Generation
 	}
 	var flags byte
 	for i, set := range []bool{ref.Zero, ref.Encoded, e.Inline != nil} {
@@ -631,7 +632,7 @@ func appendSegment(dst []byte, seg *segment, start int64) []byte {
 	}
 	dst = append(dst, 1, flags)
 	for _, v := range []uint64{uint64(r.cmd), uint64(r.foPos + 1), uint64(r.step), uint64(r.n), uint64(r.lastLen), uint64(r.cmdLen), uint64(r.lastCmdLen),
-		id, ref.Ino, ref.FileOffset, ref.Offset, e.Generation, e.RamBytes, uint64(e.Compression), uint64(e.Type), e.DiskBytenr, e.DiskNumBytes, e.Offset, e.NumBytes} {
+		id, gen, ref.Ino, ref.FileOffset, ref.Offset, e.Generation, e.RamBytes, uint64(e.Compression), uint64(e.Type), e.DiskBytenr, e.DiskNumBytes, e.Offset, e.NumBytes} {
 		dst = binary.AppendUvarint(dst, v)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(r.attrs)))
@@ -739,7 +740,7 @@ func (d *pageDecoder) run(subvol func(uint64) (*btrfsread.Subvolume, bool)) (*da
 	r.cmdLen = int64(d.uvarint(u32))
 	r.lastCmdLen = int64(d.uvarint(u32))
 	ref, e := &r.ref, &r.ref.Extent
-	id := d.uvarint(u64)
+	id, gen := d.uvarint(u64), d.uvarint(u64)
 	ref.Ino, ref.FileOffset, ref.Offset = d.uvarint(u64), d.uvarint(u64), d.uvarint(u64)
 	e.Generation, e.RamBytes = d.uvarint(u64), d.uvarint(u64)
 	e.Compression, e.Type = uint8(d.uvarint(255)), uint8(d.uvarint(255))
@@ -763,8 +764,14 @@ func (d *pageDecoder) run(subvol func(uint64) (*btrfsread.Subvolume, bool)) (*da
 	}
 	if id != 0 {
 		sv, ok := subvol(id)
-		if !ok {
+		switch {
+		case !ok:
 			return nil, fmt.Errorf("data of subvolume %d, which the stream does not read", id)
+		case sv.Root.Generation != gen:
+			// The key holds the generation the stream was first
+			// described at; a live mount follows newer commits, where a
+			// balance may have moved the extents a run points to.
+			return nil, fmt.Errorf("data placed at generation %d of subvolume %d, which is at generation %d now (its extents may have moved)", gen, id, sv.Root.Generation)
 		}
 		ref.Subvol = sv
 	}

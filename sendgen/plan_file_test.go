@@ -281,6 +281,34 @@ func TestPlanNotKeptByFailedCount(t *testing.T) {
 	}
 }
 
+// TestPlanRejectedAfterMove: a plan file whose data runs were planned at
+// another generation of their subvolume than the stream reads now (a live
+// mount that followed a balance, under the key of the first view) is
+// ignored with a log line, and the bytes come from a plan built again.
+func TestPlanRejectedAfterMove(t *testing.T) {
+	dir := t.TempDir()
+	cmds := planFileCommands()
+	want := writeAll(t, synthStream(t, 1, cmds))
+	first, log := cachedStream(t, cmds, dir, -1)
+	child, _, _ := first.pair()
+	for i := range cmds {
+		if d := cmds[i].Data; d != nil && !d.Zero {
+			d.Subvol = child
+		}
+	}
+	if n, err := first.Size(context.Background()); err != nil || n != int64(len(want)) {
+		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
+	}
+	noLog(t, log)
+	moved, log := cachedStream(t, cmds, dir, int64(len(want)))
+	c, _, _ := moved.pair()
+	c.Root.Generation++
+	checkRanges(t, moved, want, 50, 300_000, rand.New(rand.NewPCG(15, 16)))
+	if !strings.Contains(log.String(), "cached stream plan ignored") || !strings.Contains(log.String(), "may have moved") {
+		t.Fatalf("no log line for the moved plan: %q", log.String())
+	}
+}
+
 // TestPlanDroppedBySize: a cached plan of another length, loaded before
 // the stream's size was known, is dropped once Size finds the length, and
 // reads go on from a plan built again.
