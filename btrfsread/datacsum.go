@@ -40,6 +40,8 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 	}
 	// The item covering start begins at or before it; when it covers the
 	// whole range (items do not overlap), no other item has any of it.
+	// The walk for the rest starts where that item's csums end.
+	from := start
 	prev, err := t.SearchBefore(Key{ExtentCsumObjectID, ExtentCsumKey, start})
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -53,8 +55,9 @@ func (fs *FS) dataCsums(start, length uint64) ([][]byte, error) {
 		if covered >= end {
 			return sums, nil
 		}
+		from = max(from, covered)
 	}
-	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, start}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, func(it Item) error {
+	err = t.Walk(Key{ExtentCsumObjectID, ExtentCsumKey, from}, Key{ExtentCsumObjectID, ExtentCsumKey, end - 1}, func(it Item) error {
 		_, err := add(it)
 		return err
 	})

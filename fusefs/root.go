@@ -22,8 +22,8 @@ type Config struct {
 	// AllSubvolumes serves writable subvolumes too (for images that are not
 	// mounted anywhere); by default only read-only ones, as btrfs send.
 	AllSubvolumes bool
-	// CacheDir keeps computed stream sizes, and the plans built for
-	// readers that jump, across mounts; "" disables it.
+	// CacheDir keeps computed stream sizes, and stream plans (written
+	// while sizes are counted), across mounts; "" disables it.
 	CacheDir string
 	// Logger receives one line per failed read or lookup and progress
 	// messages; nil discards them.

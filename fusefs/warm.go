@@ -86,8 +86,8 @@ func (r *Root) computeSizes(pairs []pair, workers int, urgent bool) int {
 }
 
 // computeSize sizes one pair, holding one of the root's slots so that
-// sizing never runs on more goroutines than there are CPUs, however many
-// from/ listings start it at once. An urgent pair counts as waited for
+// sizing never runs on more goroutines than there are CPUs per kind
+// (background, urgent), however many from/ listings start it at once. An urgent pair counts as waited for
 // while it waits for its slot too, so that background passes pause for it;
 // urgent pairs have slots of their own, since a background pass holding
 // one pauses.

@@ -367,28 +367,20 @@ func (p *pipeSink) emit(c *Command) error {
 	if skip, err := p.skipping(c); skip || err != nil {
 		return err
 	}
-	off := p.off
-	n := p.enc.commandLen(c)
-	p.off += n
+	if len(p.meta) == 0 {
+		p.metaOff = p.off
+	}
+	p.off += p.enc.commandLen(c)
+	before := len(p.meta)
+	p.meta = p.skeleton(p.meta, c)
+	p.hash.Write(p.meta[before:])
 	if c.Data == nil {
-		if len(p.meta) == 0 {
-			p.metaOff = off
-		}
-		before := len(p.meta)
-		p.meta = p.skeleton(p.meta, c)
-		p.hash.Write(p.meta[before:])
 		if len(p.meta) >= metaBatchSize {
 			return p.flush()
 		}
 		return nil
 	}
 	// The metadata batch goes with the data command, in one chunk.
-	if len(p.meta) == 0 {
-		p.metaOff = off
-	}
-	before := len(p.meta)
-	p.meta = p.skeleton(p.meta, c)
-	p.hash.Write(p.meta[before:])
 	if err := p.queued.take(p.ctx, chunkCost+int64(len(p.meta))); err != nil {
 		return err
 	}
