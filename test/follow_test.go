@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,4 +325,54 @@ func writeSizeEntry(t testing.TB, dir, key string, size int64) {
 	sum := sha256.Sum256([]byte(key))
 	name := filepath.Join(dir, hex.EncodeToString(sum[:16]))
 	must(t, os.WriteFile(name, fmt.Appendf(nil, "sendfs stream size v1\n%s\n%d\n", key, size), 0o600))
+}
+
+// TestBalanceUnderKeptPlan: a mount that follows the filesystem keeps
+// each stream's key from its first view, so after balances the plan it
+// wrote while counting names extents where they were before. Reads in any
+// order after the balances still give sendfs send's bytes (read through
+// the view the plan was made at, or rejected: TestPlanRejectedAfterMove).
+func TestBalanceUnderKeptPlan(t *testing.T) {
+	requireFUSE(t)
+	bfs := newFS(t, fsOpts{Size: 1 << 30})
+	sv := subvolCreate(t, bfs, "sv")
+	for i := range 4 {
+		writeFile(t, filepath.Join(sv, fmt.Sprintf("random%d", i)), random(6<<20, uint64(i)))
+	}
+	nfiles(t, sv, "small-", 1000)
+	snapshotRO(t, bfs, "sv", "snaps/s1")
+	syncFS(t, bfs)
+	want := sendfsSend(t, bfs.Loops, "snaps/s1", "")
+	cache := t.TempDir()
+	m := startMount(t, bfs.Loops, "--cache-dir", cache, "--refresh", "200ms")
+	m.waitLog(t, "stream sizes ready", 2*time.Minute)
+	if plans, _ := filepath.Glob(filepath.Join(cache, "plans", "*.plan")); len(plans) == 0 {
+		t.Fatal("the counting pass kept no plan: the test shows nothing")
+	}
+	// Balances with writes between them, so that the old places of the
+	// snapshot's blocks hold other data by the end.
+	for i := range 3 {
+		writeFile(t, filepath.Join(sv, fmt.Sprintf("after%d", i)), random(24<<20, uint64(99+i)))
+		run(t, "btrfs", "balance", "start", "--full-balance", bfs.Mnt)
+	}
+	syncFS(t, bfs)
+	time.Sleep(time.Second) // several refreshes: the mount sees the balances
+
+	f, err := os.Open(m.streamPath("snaps/s1", ""))
+	must(t, err)
+	defer f.Close()
+	got := make([]byte, 4096)
+	_, err = f.ReadAt(got, 0)
+	must(t, err)
+	sameBytes(t, "the stream's first page after a balance", want[:4096], got)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		off := rng.Int64N(int64(len(want)))
+		n := min(int64(1+rng.IntN(256<<10)), int64(len(want))-off)
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read of %d bytes at %d after a balance: %v\n%s", n, off, err, m.stderr)
+		}
+		sameBytes(t, fmt.Sprintf("%d bytes at %d after a balance", n, off), want[off:off+n], buf)
+	}
 }
