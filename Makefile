@@ -54,12 +54,7 @@ staticcheck:
 
 # fuzz runs every Fuzz target of every package briefly (FUZZTIME each).
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	GO=$(GO) bash test/fuzz.sh $(FUZZTIME)
 
 # fuzz-long is fuzz with FUZZTIME_LONG per target, for a longer hunt.
 fuzz-long:
